@@ -1,0 +1,1 @@
+"""The asyncio application: agents, transports, the character library and the `avatar` CLI."""

@@ -1,0 +1,120 @@
+"""The `avatar` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from avatar_engine.config import PRESETS
+    from avatar_engine.costs import summarize
+
+    dtype = getattr(torch, DTYPES[args.dtype])
+    header = (
+        f"{'preset':<22}{'total':>9}{'trunk':>9}{'(image)':>9}{'audio':>9}{'resolution':>12}"
+        f"{'tokens/chunk':>14}{'KV cache':>12}{'TFLOP/chunk':>13}{'chunk':>8}"
+    )
+    print(f"Presets (KV cache in {args.dtype}; FLOPs for one steady-state chunk, all steps)")
+    print(header)
+    for preset in PRESETS.values():
+        s = summarize(preset, dtype=dtype)
+        p = s.params
+        print(
+            f"{s.name:<22}{_params(p.total):>9}{_params(p.trunk):>9}{_params(p.image):>9}"
+            f"{_params(p.audio):>9}{f'{s.resolution[0]}x{s.resolution[1]}':>12}"
+            f"{s.tokens_per_chunk:>14}{_gib(s.kv_cache_bytes):>12}{s.chunk_flops / 1e12:>13.3f}"
+            f"{f'{s.chunk_duration_s:.2f}s':>8}"
+        )
+    return 0
+
+
+def cmd_bench_engine(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from avatar_engine.benchmark import bench_engine
+    from avatar_engine.config import Preset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = Preset.from_name(args.preset)
+    dtype = getattr(torch, DTYPES[args.dtype])
+    with tqdm(total=args.chunks, desc=f"{preset.name} chunks", unit="chunk") as bar:
+        r = bench_engine(
+            preset,
+            chunks=args.chunks,
+            device=args.device,
+            dtype=dtype,
+            on_chunk=lambda _: bar.update(),
+        )
+    h, w = r.resolution
+    print(f"avatar bench engine: {r.preset} {h}x{w}, {r.device} {r.dtype}, {r.threads} threads")
+    print(
+        f"  DiT time per chunk ({len(preset.stream.denoise_times)} steps): "
+        f"{r.chunk_time_s * 1e3:.1f} ms (median of {r.chunks - 2} chunks)"
+    )
+    print(f"  chunk duration:            {r.chunk_duration_s * 1e3:.1f} ms")
+    print(f"  time / duration:           {r.realtime_ratio:.3f}")
+    print(f"  FLOPs per chunk:           {r.flops_per_chunk / 1e9:.2f} GFLOP")
+    print(f"  achieved:                  {r.achieved_gflops:.1f} GFLOP/s")
+    print(
+        f"  matmul ceiling (same run): {r.matmul_ceiling_gflops:.1f} GFLOP/s "
+        f"-> {r.achieved_gflops / r.matmul_ceiling_gflops:.0%} of ceiling"
+    )
+    print(f"  KV cache:                  {_gib(r.kv_cache_bytes)}")
+    print(
+        f"  chunk {r.late_chunk} vs chunk {r.early_chunk}:       "
+        f"{r.late_time_s * 1e3:.1f} / {r.early_time_s * 1e3:.1f} ms = {r.late_vs_early:.3f}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avatar", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="print presets with parameter counts and costs")
+    info.add_argument("--dtype", choices=DTYPES, default="bf16", help="dtype for KV-cache bytes")
+    info.set_defaults(func=cmd_info)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    engine = bench_sub.add_parser("engine", help="DiT time per chunk vs real time")
+    engine.add_argument("--preset", default="tiny")
+    engine.add_argument(
+        "--chunks",
+        type=int,
+        default=1010,
+        help="chunks to stream (compares chunk 10 with the last)",
+    )
+    engine.add_argument("--device", default="cpu")
+    engine.add_argument("--dtype", choices=DTYPES, default="fp32")
+    engine.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    engine.set_defaults(func=cmd_bench_engine)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"avatar: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure-torch streaming engine: the audio-driven DiT, its caches, sampler and chunk loop."""

@@ -1,0 +1,143 @@
+"""`avatar bench engine`: DiT time per chunk against the chunk's duration and a matmul ceiling."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from avatar_engine.cache import kv_cache_bytes
+from avatar_engine.config import Preset
+from avatar_engine.costs import chunk_flops
+from avatar_engine.scene import SceneConditioning, face_mask_from_box
+from avatar_engine.session import StreamSession
+from avatar_engine.weights import random_dit
+
+WINDOW = 11  # chunks per timing window (median taken), centred on the chunk named
+
+
+@dataclass(frozen=True)
+class EngineBench:
+    preset: str
+    device: str
+    dtype: str
+    threads: int
+    resolution: tuple[int, int]
+    chunks: int  # chunks streamed
+    chunk_time_s: float  # median DiT time per steady-state chunk (all denoising steps)
+    chunk_duration_s: float  # video time one chunk covers
+    flops_per_chunk: int
+    matmul_ceiling_gflops: float  # measured in the same run, same device and dtype
+    kv_cache_bytes: int
+    early_chunk: int  # centre of the early timing window
+    early_time_s: float
+    late_chunk: int  # centre of the late timing window
+    late_time_s: float
+
+    @property
+    def realtime_ratio(self) -> float:
+        return self.chunk_time_s / self.chunk_duration_s
+
+    @property
+    def achieved_gflops(self) -> float:
+        return self.flops_per_chunk / self.chunk_time_s / 1e9
+
+    @property
+    def late_vs_early(self) -> float:
+        return self.late_time_s / self.early_time_s
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_ceiling(
+    device: torch.device, dtype: torch.dtype, *, size: int = 1024, seconds: float = 1.0
+) -> float:
+    """GFLOP/s of square matmuls, the practical peak to compare the DiT against."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    runs, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        a @ b
+        runs += 1
+        if runs % 8 == 0:
+            _sync(device)
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    return 2 * size**3 * runs / elapsed / 1e9
+
+
+def bench_engine(
+    preset: Preset,
+    *,
+    chunks: int = 1010,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    on_chunk: Callable[[int], None] | None = None,
+) -> EngineBench:
+    """Stream `chunks` chunks of a randomly initialised model and time each one.
+
+    The speaker switches every 5 chunks so both speaking and listening paths run.
+    """
+    if chunks < 2 * WINDOW + 10:
+        raise ValueError(f"need at least {2 * WINDOW + 10} chunks to compare early and late")
+    dev = torch.device(device)
+    cfg, stream = preset.dit, preset.stream
+    model = random_dit(cfg, device=dev, dtype=dtype, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    scene = SceneConditioning(
+        reference_latent=torch.randn(
+            1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen
+        ),
+        face_masks=face_mask_from_box(stream, (0.25, 0.1, 0.75, 0.7))[None, None],
+        context=torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen),
+        image_tokens=None
+        if cfg.image_dim is None
+        else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
+    )
+    session = StreamSession(model, stream, scene, seed=seed)
+    shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
+    features = torch.randn(shape, generator=gen).to(dev)
+    talking, listening = torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool)
+    times = []
+    for index in range(chunks):
+        speaking = talking if (index // 5) % 2 == 0 else listening
+        _sync(dev)
+        start = time.perf_counter()
+        session.next_chunk(features, speaking)
+        _sync(dev)
+        times.append(time.perf_counter() - start)
+        if on_chunk is not None:
+            on_chunk(index)
+    early = 10
+    late = chunks - 1 - WINDOW // 2
+
+    def around(centre: int) -> float:
+        return statistics.median(times[centre - WINDOW // 2 : centre + WINDOW // 2 + 1])
+
+    return EngineBench(
+        preset=preset.name,
+        device=str(dev),
+        dtype=str(dtype).removeprefix("torch."),
+        threads=torch.get_num_threads(),
+        resolution=(stream.height, stream.width),
+        chunks=chunks,
+        chunk_time_s=statistics.median(times[2:]),
+        chunk_duration_s=stream.chunk_duration_s,
+        flops_per_chunk=chunk_flops(cfg, stream),
+        matmul_ceiling_gflops=matmul_ceiling(dev, dtype),
+        kv_cache_bytes=kv_cache_bytes(cfg, stream, itemsize=dtype.itemsize),
+        early_chunk=early,
+        early_time_s=around(early),
+        late_chunk=late,
+        late_time_s=around(late),
+    )

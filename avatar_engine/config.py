@@ -1,0 +1,246 @@
+"""Configs and named presets. Every size the engine uses is derived here, never in model code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WAN_PATCH = (1, 2, 2)
+WAN_VAE_STRIDE = (4, 8, 8)
+
+
+def _derive(obj: object, **values: object) -> None:
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """The Wan-style DiT trunk plus its audio conditioning modules."""
+
+    dim: int
+    ffn_dim: int
+    num_heads: int
+    num_layers: int
+    in_dim: int = 36  # noisy latent (out_dim) + mask (temporal stride) + reference latent (out_dim)
+    out_dim: int = 16
+    text_dim: int = 4096
+    text_len: int = 512
+    image_dim: int | None = None  # CLIP image token width; None = no image branch
+    image_len: int = 257
+    freq_dim: int = 256
+    eps: float = 1e-6
+    patch_size: tuple[int, int, int] = WAN_PATCH
+    temporal_stride: int = WAN_VAE_STRIDE[0]  # video frames per latent frame (after the first)
+    rope_theta: float = 10000.0
+    # audio conditioning
+    audio_feature_dim: int = 768  # one speech feature vector per video frame
+    audio_window: int = 2  # latent frames of audio context on each side of a latent frame
+    audio_frame_dim: int = 256  # per-video-frame projection width
+    audio_hidden_dim: int = 1024
+    audio_tokens: int = 32  # audio context tokens per latent frame and character
+    audio_token_dim: int = 768
+    audio_attn_dim: int = 2560  # inner width of the per-block audio cross-attention
+    audio_heads: int = 20
+    max_characters: int = 4
+    # derived
+    head_dim: int = field(init=False)
+    rope_split: tuple[int, int, int] = field(init=False)  # complex pairs for (time, height, width)
+    audio_window_frames: int = field(init=False)  # video-frame feature vectors per latent window
+    audio_head_dim: int = field(init=False)
+    cond_dim: int = field(init=False)  # conditioning channels concatenated to the noisy latent
+
+    def __post_init__(self) -> None:
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        head_dim = self.dim // self.num_heads
+        if head_dim % 2:
+            raise ValueError(f"head_dim {head_dim} must be even for RoPE")
+        if self.audio_attn_dim % self.audio_heads:
+            raise ValueError(
+                f"audio_attn_dim {self.audio_attn_dim} is not divisible by audio_heads "
+                f"{self.audio_heads}"
+            )
+        i2v_dim = 2 * self.out_dim + self.temporal_stride
+        if self.in_dim != i2v_dim:
+            raise ValueError(
+                f"in_dim {self.in_dim} must be out_dim + mask + reference = {i2v_dim} "
+                "(the reference image conditions as in Wan I2V)"
+            )
+        pairs = head_dim // 2
+        _derive(
+            self,
+            head_dim=head_dim,
+            rope_split=(pairs - 2 * (pairs // 3), pairs // 3, pairs // 3),
+            audio_window_frames=(2 * self.audio_window + 1) * self.temporal_stride,
+            audio_head_dim=self.audio_attn_dim // self.audio_heads,
+            cond_dim=self.in_dim - self.out_dim,
+        )
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Room for the causal video VAE (its own issue); the stream geometry needs z_dim and stride."""
+
+    z_dim: int = 16
+    stride: tuple[int, int, int] = WAN_VAE_STRIDE
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Speech front-end: how per-video-frame features are made (its own issue)."""
+
+    encoder: str = "mel"  # "mel" (light, learned) or "wav2vec2" (pretrained, local path)
+    sample_rate: int = 16000
+    feature_dim: int = 64
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("mel", "wav2vec2"):
+            raise ValueError(f"unknown audio encoder {self.encoder!r}; use 'mel' or 'wav2vec2'")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Stream geometry and the few-step student schedule."""
+
+    height: int = 128
+    width: int = 128
+    fps: int = 25
+    chunk_latent_frames: int = 3
+    # Flow time of each denoising step; t = 0 is pure noise, t = 1 is data.
+    denoise_times: tuple[float, ...] = (0.0, 0.5)
+    vae_stride: tuple[int, int, int] = WAN_VAE_STRIDE
+    patch_size: tuple[int, int, int] = WAN_PATCH
+    # derived
+    latent_h: int = field(init=False)
+    latent_w: int = field(init=False)
+    grid_h: int = field(init=False)  # token grid after patch embedding
+    grid_w: int = field(init=False)
+    tokens_per_latent_frame: int = field(init=False)
+    tokens_per_chunk: int = field(init=False)
+    video_frames_per_chunk: int = field(init=False)  # steady-state chunk
+    first_chunk_video_frames: int = field(init=False)  # chunk 0: first latent frame is 1 frame
+    chunk_duration_s: float = field(init=False)
+    num_steps: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        _, sh, sw = self.vae_stride
+        pt, ph, pw = self.patch_size
+        if self.height % (sh * ph) or self.width % (sw * pw):
+            raise ValueError(
+                f"{self.height}x{self.width} must be a multiple of {sh * ph}x{sw * pw} "
+                "(VAE stride times patch size)"
+            )
+        if self.chunk_latent_frames % pt:
+            raise ValueError("chunk_latent_frames must be a multiple of the temporal patch size")
+        times = self.denoise_times
+        if not times or any(b <= a for a, b in zip(times, times[1:], strict=False)):
+            raise ValueError(f"denoise_times {times} must be non-empty and increasing")
+        if not 0.0 <= times[0] or not times[-1] < 1.0:
+            raise ValueError(f"denoise_times {times} must lie in [0, 1)")
+        latent_h, latent_w = self.height // sh, self.width // sw
+        grid_h, grid_w = latent_h // ph, latent_w // pw
+        tokens = grid_h * grid_w
+        frames = self.chunk_latent_frames * self.vae_stride[0]
+        _derive(
+            self,
+            latent_h=latent_h,
+            latent_w=latent_w,
+            grid_h=grid_h,
+            grid_w=grid_w,
+            tokens_per_latent_frame=tokens,
+            tokens_per_chunk=tokens * self.chunk_latent_frames // pt,
+            video_frames_per_chunk=frames,
+            first_chunk_video_frames=frames - self.vae_stride[0] + 1,
+            chunk_duration_s=frames / self.fps,
+            num_steps=len(times),
+        )
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, consistent set of component configs."""
+
+    name: str
+    dit: DiTConfig
+    stream: StreamConfig
+    audio: AudioConfig
+    vae: VAEConfig
+
+    def __post_init__(self) -> None:
+        if self.dit.audio_feature_dim != self.audio.feature_dim:
+            raise ValueError("dit.audio_feature_dim must equal audio.feature_dim")
+        if self.dit.out_dim != self.vae.z_dim:
+            raise ValueError("dit.out_dim must equal vae.z_dim")
+        if self.dit.patch_size != self.stream.patch_size:
+            raise ValueError("dit.patch_size must equal stream.patch_size")
+        if self.vae.stride != self.stream.vae_stride:
+            raise ValueError("vae.stride must equal stream.vae_stride")
+        if self.dit.temporal_stride != self.vae.stride[0]:
+            raise ValueError("dit.temporal_stride must equal the VAE's temporal stride")
+
+    @classmethod
+    def from_name(cls, name: str) -> Preset:
+        try:
+            return PRESETS[name]
+        except KeyError:
+            known = ", ".join(PRESETS)
+            raise ValueError(f"unknown preset {name!r}; known presets: {known}") from None
+
+
+WAV2VEC2_FEATURES = 12 * 768  # wav2vec2-base hidden states of layers 1..12, stacked
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            name="tiny",
+            dit=DiTConfig(
+                dim=256,
+                ffn_dim=1024,
+                num_heads=4,
+                num_layers=8,
+                text_dim=64,
+                text_len=8,
+                audio_feature_dim=64,
+                audio_frame_dim=32,
+                audio_hidden_dim=256,
+                audio_tokens=4,
+                audio_token_dim=128,
+                audio_attn_dim=256,
+                audio_heads=4,
+            ),
+            stream=StreamConfig(height=128, width=128),
+            audio=AudioConfig(encoder="mel", feature_dim=64),
+            vae=VAEConfig(),
+        ),
+        Preset(
+            name="wan2.1-1.3b",
+            dit=DiTConfig(
+                dim=1536,
+                ffn_dim=8960,
+                num_heads=12,
+                num_layers=30,
+                audio_feature_dim=WAV2VEC2_FEATURES,
+                audio_attn_dim=768,
+                audio_heads=6,
+            ),
+            stream=StreamConfig(height=512, width=512),
+            audio=AudioConfig(encoder="wav2vec2", feature_dim=WAV2VEC2_FEATURES),
+            vae=VAEConfig(),
+        ),
+        Preset(
+            name="talkingmachines-14b",
+            dit=DiTConfig(
+                dim=5120,
+                ffn_dim=13824,
+                num_heads=40,
+                num_layers=40,
+                image_dim=1280,
+                audio_feature_dim=WAV2VEC2_FEATURES,
+            ),
+            stream=StreamConfig(height=512, width=512),
+            audio=AudioConfig(encoder="wav2vec2", feature_dim=WAV2VEC2_FEATURES),
+            vae=VAEConfig(),
+        ),
+    )
+}

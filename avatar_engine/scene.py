@@ -1,0 +1,99 @@
+"""Characters in a frame: face regions and the reference-image conditioning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from avatar_engine.config import DiTConfig, StreamConfig
+
+
+@dataclass(frozen=True)
+class SceneConditioning:
+    """Everything constant about a stream's picture and characters."""
+
+    reference_latent: torch.Tensor  # [B, z, h, w] VAE latent of the reference image
+    face_masks: torch.Tensor  # [B, K, gh, gw] 1 inside character k's face region (token grid)
+    context: torch.Tensor  # [B, Lt, text_dim] text encoder tokens
+    image_tokens: torch.Tensor | None = None  # [B, Li, image_dim] CLIP tokens (I2V-14B)
+    blank_latent: torch.Tensor | None = None  # [B, z, h, w] latent of a blank frame; 0 if None
+
+    @property
+    def batch(self) -> int:
+        return self.reference_latent.shape[0]
+
+    @property
+    def num_characters(self) -> int:
+        return self.face_masks.shape[1]
+
+    def validate(self, cfg: DiTConfig, stream: StreamConfig) -> None:
+        """Raise a ValueError naming the first input whose shape does not fit the preset."""
+        b = self.batch
+        expected = {
+            "reference_latent": (b, cfg.out_dim, stream.latent_h, stream.latent_w),
+            "face_masks": (b, self.num_characters, stream.grid_h, stream.grid_w),
+            "context": (b, self.context.shape[1], cfg.text_dim),
+        }
+        if self.blank_latent is not None:
+            expected["blank_latent"] = expected["reference_latent"]
+        if self.image_tokens is not None:
+            expected["image_tokens"] = (b, self.image_tokens.shape[1], cfg.image_dim)
+        for name, shape in expected.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"scene {name} has shape {got}; this preset needs {shape}")
+        if not 1 <= self.num_characters <= cfg.max_characters:
+            raise ValueError(
+                f"a scene needs 1 to {cfg.max_characters} characters, got {self.num_characters}"
+            )
+
+    def reference_channels(self, stream: StreamConfig, temporal_stride: int, *, first: bool):
+        """Wan I2V conditioning channels for one chunk: [mask | reference latent].
+
+        Chunk 0 carries the reference in its first latent frame (mask 1 on all temporal_stride
+        mask channels there); every other latent frame carries the blank latent and mask 0.
+
+        Returns:
+            [B, temporal_stride + z, Fc, h, w]
+        """
+        ref = self.reference_latent
+        blank = torch.zeros_like(ref) if self.blank_latent is None else self.blank_latent
+        frames = [blank] * stream.chunk_latent_frames
+        mask = torch.zeros(
+            ref.shape[0],
+            temporal_stride,
+            stream.chunk_latent_frames,
+            *ref.shape[2:],
+            dtype=ref.dtype,
+            device=ref.device,
+        )  # [B, stride, Fc, h, w]
+        if first:
+            frames[0] = ref
+            mask[:, :, 0] = 1
+        return torch.cat([mask, torch.stack(frames, dim=2)], dim=1)
+
+
+def face_mask_from_box(
+    stream: StreamConfig, box: tuple[float, float, float, float]
+) -> torch.Tensor:
+    """Token-grid mask of a face box given as (x0, y0, x1, y1) fractions of the frame.
+
+    A token belongs to the face when its centre lies inside the box.
+
+    Returns:
+        [gh, gw] float, 1 inside.
+    """
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+        raise ValueError(f"face box {box} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+    ys = (torch.arange(stream.grid_h) + 0.5) / stream.grid_h
+    xs = (torch.arange(stream.grid_w) + 0.5) / stream.grid_w
+    inside_y = (ys >= y0) & (ys < y1)
+    inside_x = (xs >= x0) & (xs < x1)
+    mask = (inside_y[:, None] & inside_x[None, :]).float()
+    if not mask.any():
+        raise ValueError(
+            f"face box {box} covers no token of the {stream.grid_h}x{stream.grid_w} grid"
+        )
+    return mask

@@ -1,0 +1,133 @@
+"""The chunk loop: one latent chunk per call, constant cost however long the stream runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from avatar_engine.cache import StreamCache
+from avatar_engine.config import StreamConfig
+from avatar_engine.model.audio import AudioConditioning
+from avatar_engine.model.dit import WanDiT
+from avatar_engine.model.window import ChunkRole, StreamingWindow, slot_tables
+from avatar_engine.sampling import FewStepSampler
+from avatar_engine.scene import SceneConditioning
+
+
+@dataclass(frozen=True)
+class LatentChunk:
+    """One chunk handed from the DiT to the decoder."""
+
+    index: int  # position in the stream; chunk 0 holds the reference image
+    latents: torch.Tensor  # [B, z, Fc, h, w] denoised latents, fp32
+    first_frame: int  # stream index of the first video frame this chunk decodes to
+    num_frames: int  # video frames it decodes to (1 + 4·(Fc−1) for chunk 0, 4·Fc after)
+    speaking: torch.Tensor  # [B, K] bool: who was speaking in this chunk
+
+
+class StreamSession:
+    """Streams latent chunks for one scene.
+
+    Start-up is explicit and happens here once: validate the scene, embed the text/image
+    context into every block's K/V, build the reference channels and the slot RoPE tables,
+    and allocate the per-step K/V caches. After that, next_chunk() allocates nothing that
+    grows with the stream and never syncs with the host.
+    """
+
+    def __init__(
+        self,
+        model: WanDiT,
+        stream: StreamConfig,
+        scene: SceneConditioning,
+        *,
+        seed: int = 0,
+    ):
+        cfg = model.cfg
+        scene.validate(cfg, stream)
+        param = model.patch_embedding.weight
+        self.model, self.stream, self.scene = model, stream, scene
+        self.device = param.device
+        self.sampler = FewStepSampler(stream.denoise_times)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.chunk_index = 0
+        with torch.inference_mode():
+            self.context_kv = model.context_kv(
+                scene.context.to(self.device),
+                None if scene.image_tokens is None else scene.image_tokens.to(self.device),
+            )
+            self.cond_first, self.cond_rest = (
+                scene.reference_channels(stream, cfg.temporal_stride, first=first).to(self.device)
+                for first in (True, False)
+            )
+            self.slots = slot_tables(
+                cfg, stream.chunk_latent_frames, stream.grid_h, stream.grid_w, self.device
+            )
+            self.timesteps = self.sampler.step_timesteps(scene.batch, self.device)
+            self.face_masks = scene.face_masks.to(self.device)
+            self.cache = StreamCache(
+                cfg, stream, batch=scene.batch, device=self.device, dtype=param.dtype
+            )
+        self.latent_shape = (
+            scene.batch,
+            cfg.out_dim,
+            stream.chunk_latent_frames,
+            stream.latent_h,
+            stream.latent_w,
+        )
+
+    def next_chunk(self, features: torch.Tensor, speaking: torch.Tensor) -> LatentChunk:
+        """Generate the next chunk.
+
+        Args:
+            features: [B, K, Fc, W, Da] speech features of the chunk's latent frames, each with
+                its ±window context (from the audio front-end).
+            speaking: [B, K] bool, True for the character that is speaking in this chunk.
+
+        Returns:
+            The chunk's latents and where its frames sit in the stream.
+        """
+        stream, index = self.stream, self.chunk_index
+        frames = stream.chunk_latent_frames
+        expected = (self.scene.batch, self.scene.num_characters, frames)
+        if tuple(features.shape[:3]) != expected or tuple(speaking.shape) != expected[:2]:
+            raise ValueError(
+                f"features {tuple(features.shape)} / speaking {tuple(speaking.shape)} do not fit "
+                f"batch, characters, latent frames = {expected}"
+            )
+        role = ChunkRole.of(index)
+        cond = self.cond_first if role is ChunkRole.SINK else self.cond_rest
+        with torch.inference_mode():
+            speaking = speaking.to(self.device, torch.bool)
+            audio = self.model.audio_context(
+                AudioConditioning(
+                    features=features.to(self.device),
+                    speaking=speaking[:, :, None].expand(-1, -1, frames),
+                    face_masks=self.face_masks,
+                )
+            )
+
+            def denoise(step: int, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+                window = StreamingWindow(role, self.slots, self.cache.steps[step])
+                return self.model.forward_chunk(
+                    x, cond, timestep, context_kv=self.context_kv, audio=audio, window=window
+                )
+
+            latents = self.sampler.sample(
+                denoise,
+                self.latent_shape,
+                generator=self.generator,
+                device=self.device,
+                timesteps=self.timesteps,
+            )
+        self.chunk_index += 1
+        first_frames = stream.first_chunk_video_frames
+        return LatentChunk(
+            index=index,
+            latents=latents,
+            first_frame=0
+            if index == 0
+            else first_frames + (index - 1) * stream.video_frames_per_chunk,
+            num_frames=first_frames if index == 0 else stream.video_frames_per_chunk,
+            speaking=speaking,
+        )

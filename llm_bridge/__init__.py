@@ -1,0 +1,1 @@
+"""Characters as conversational agents: OpenAI Realtime voices, the offline voice, turn-taking."""

@@ -1,0 +1,1 @@
+"""The Gradio console and the call page, served by one FastAPI app."""
