@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -58,8 +59,9 @@ def chunk_flops(cfg: DiTConfig, stream: StreamConfig, *, characters: int = 1) ->
         + 2 * audio_tokens * 2 * cfg.audio_token_dim * cfg.audio_attn_dim  # audio k, v
         + 4 * characters * tokens * cfg.audio_tokens * cfg.audio_attn_dim  # audio attention
     )
-    patch_in = cfg.in_dim * cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2]
-    per_step = cfg.num_layers * per_layer + 2 * tokens * dim * patch_in * 2  # + head
+    patch = math.prod(cfg.patch_size)
+    embed_and_head = 2 * tokens * dim * patch * (cfg.in_dim + cfg.out_dim)
+    per_step = cfg.num_layers * per_layer + embed_and_head
     projection = (
         characters
         * frames

@@ -1,0 +1,51 @@
+"""The `avatar` command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from app.cli import main
+
+
+def test_info_prints_every_preset_with_costs(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"tiny", "wan2.1-1.3b", "talkingmachines-14b"}
+    big = rows["talkingmachines-14b"]
+    assert big[2] == "16.39B" and big[3] == "2.11B" and big[4] == "1.24B"  # trunk, image, audio
+    assert big[6] == "3072"  # tokens per chunk at 512x512
+    assert float(big[9]) > 200  # TFLOP per chunk (2 steps)
+
+
+def test_bench_engine_reports_the_figures(capsys):
+    assert main(["bench", "engine", "--chunks", "40"]) == 0
+    out = capsys.readouterr().out
+    for label in (
+        "DiT time per chunk",
+        "time / duration",
+        "matmul ceiling",
+        "KV cache",
+        "chunk 34 vs chunk 10",
+    ):
+        assert label in out
+    ratio = float(re.search(r"time / duration:\s+([\d.]+)", out).group(1))
+    assert 0 < ratio < 5
+
+
+def test_bad_arguments_exit_with_a_message():
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "bench", "engine", "--chunks", "3"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "need at least" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "bench", "engine", "--preset", "nope", "--chunks", "40"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "unknown preset 'nope'" in result.stderr
