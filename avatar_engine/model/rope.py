@@ -11,10 +11,9 @@ from avatar_engine.config import DiTConfig
 
 @dataclass(frozen=True)
 class RopeTable:
-    """Rotation angles for a run of token positions."""
+    """Rotations for a run of token positions."""
 
-    cos: torch.Tensor  # [L, D/2] fp32, one entry per complex pair of a head
-    sin: torch.Tensor  # [L, D/2]
+    rotation: torch.Tensor  # [L, 1, D/2] complex64 unit phasors, one per complex pair of a head
 
 
 def _inverse_frequencies(cfg: DiTConfig, device: torch.device) -> list[torch.Tensor]:
@@ -32,7 +31,7 @@ def rope_table(cfg: DiTConfig, frames: torch.Tensor, grid_h: int, grid_w: int) -
         frames: [F] frame positions (any integers; slots for streaming, 0..F-1 for clips).
 
     Returns:
-        A table of [F*grid_h*grid_w, D/2] angles.
+        Rotations for F*grid_h*grid_w tokens.
     """
     device = frames.device
     inv_t, inv_h, inv_w = _inverse_frequencies(cfg, device)
@@ -48,7 +47,9 @@ def rope_table(cfg: DiTConfig, frames: torch.Tensor, grid_h: int, grid_w: int) -
         ],
         dim=-1,
     ).flatten(0, 2)  # [F*h*w, D/2]
-    return RopeTable(cos=angles.cos().float(), sin=angles.sin().float())
+    return RopeTable(
+        rotation=torch.polar(torch.ones_like(angles), angles)[:, None].to(torch.complex64)
+    )
 
 
 def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
@@ -57,8 +58,5 @@ def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
     Args:
         x: [B, L, H, D] queries or keys; L must equal the table's length.
     """
-    pairs = x.float().unflatten(-1, (-1, 2))  # [B, L, H, D/2, 2]
-    real, imag = pairs.unbind(-1)
-    cos, sin = table.cos[:, None], table.sin[:, None]  # [L, 1, D/2]
-    rotated = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
-    return rotated.flatten(-2).type_as(x)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # [B, L, H, D/2] complex
+    return torch.view_as_real(pairs * table.rotation).flatten(-2).type_as(x)
