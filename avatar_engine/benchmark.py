@@ -33,7 +33,7 @@ class EngineBench:
     matmul_ceiling_gflops: float  # measured in the same run, same device and dtype
     kv_cache_bytes: int
     early_chunk: int  # centre of the early timing window
-    early_time_s: float
+    early_time_s: float  # median over the window, timed alternately with the late window
     late_chunk: int  # centre of the late timing window
     late_time_s: float
 
@@ -86,7 +86,10 @@ def bench_engine(
 ) -> EngineBench:
     """Stream `chunks` chunks of a randomly initialised model and time each one.
 
-    The speaker switches every 5 chunks so both speaking and listening paths run.
+    Then compare chunk 10 with the last chunks fairly on a noisy machine: a second, fresh
+    session is brought to chunk 10 - WINDOW/2, and the two sessions' chunks are timed
+    alternately, so both windows see the same machine conditions. The speaker switches every
+    5 chunks so both speaking and listening paths run.
     """
     if chunks < 2 * WINDOW + 10:
         raise ValueError(f"need at least {2 * WINDOW + 10} chunks to compare early and late")
@@ -104,25 +107,36 @@ def bench_engine(
         if cfg.image_dim is None
         else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
     )
-    session = StreamSession(model, stream, scene, seed=seed)
     shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
     features = torch.randn(shape, generator=gen).to(dev)
     talking, listening = torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool)
-    times = []
-    for index in range(chunks):
-        speaking = talking if (index // 5) % 2 == 0 else listening
+
+    def timed_chunk(session: StreamSession) -> float:
+        speaking = talking if (session.chunk_index // 5) % 2 == 0 else listening
         _sync(dev)
         start = time.perf_counter()
         session.next_chunk(features, speaking)
         _sync(dev)
-        times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    half = WINDOW // 2
+    late = StreamSession(model, stream, scene, seed=seed)
+    times = []
+    for index in range(chunks - WINDOW):
+        times.append(timed_chunk(late))
         if on_chunk is not None:
             on_chunk(index)
-    early = 10
-    late = chunks - 1 - WINDOW // 2
-
-    def around(centre: int) -> float:
-        return statistics.median(times[centre - WINDOW // 2 : centre + WINDOW // 2 + 1])
+    early = StreamSession(model, stream, scene, seed=seed)
+    early_centre, late_centre = 10, late.chunk_index + half
+    while early.chunk_index < early_centre - half:
+        timed_chunk(early)
+    early_times, late_times = [], []
+    for index in range(chunks - WINDOW, chunks):
+        early_times.append(timed_chunk(early))
+        late_times.append(timed_chunk(late))
+        times.append(late_times[-1])
+        if on_chunk is not None:
+            on_chunk(index)
 
     return EngineBench(
         preset=preset.name,
@@ -136,8 +150,8 @@ def bench_engine(
         flops_per_chunk=chunk_flops(cfg, stream),
         matmul_ceiling_gflops=matmul_ceiling(dev, dtype),
         kv_cache_bytes=kv_cache_bytes(cfg, stream, itemsize=dtype.itemsize),
-        early_chunk=early,
-        early_time_s=around(early),
-        late_chunk=late,
-        late_time_s=around(late),
+        early_chunk=early_centre,
+        early_time_s=statistics.median(early_times),
+        late_chunk=late_centre,
+        late_time_s=statistics.median(late_times),
     )
