@@ -31,7 +31,9 @@ class ContextKV:
     v_img: torch.Tensor | None
 
 
-class SelfAttention(nn.Module):
+class _QKVO(nn.Module):
+    """q/k/v/o projections with RMS qk-norm over the full width (Wan's attention weights)."""
+
     def __init__(self, dim: int, heads: int, eps: float):
         super().__init__()
         self.heads = heads
@@ -42,6 +44,8 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
+
+class SelfAttention(_QKVO):
     def forward(self, x: torch.Tensor, layer: int, window: SelfAttentionWindow) -> torch.Tensor:
         """Args:
             x: [B, L, D]; window: which keys each query sees (and the caches, when streaming).
@@ -55,18 +59,11 @@ class SelfAttention(nn.Module):
         return self.o(window(layer, q, k, v).flatten(2))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_QKVO):
     """Attention to text tokens, plus (I2V) a second attention to CLIP image tokens."""
 
     def __init__(self, dim: int, heads: int, eps: float, image: bool):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
+        super().__init__(dim, heads, eps)
         if image:
             self.k_img = nn.Linear(dim, dim)
             self.v_img = nn.Linear(dim, dim)
