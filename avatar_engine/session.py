@@ -87,13 +87,15 @@ class StreamSession:
         Returns:
             The chunk's latents and where its frames sit in the stream.
         """
-        stream, index = self.stream, self.chunk_index
+        stream, index, cfg = self.stream, self.chunk_index, self.model.cfg
         frames = stream.chunk_latent_frames
-        expected = (self.scene.batch, self.scene.num_characters, frames)
-        if tuple(features.shape[:3]) != expected or tuple(speaking.shape) != expected[:2]:
+        batch, characters = self.scene.batch, self.scene.num_characters
+        expected = (batch, characters, frames, cfg.audio_window_frames, cfg.audio_feature_dim)
+        if tuple(features.shape) != expected or tuple(speaking.shape) != expected[:2]:
             raise ValueError(
-                f"features {tuple(features.shape)} / speaking {tuple(speaking.shape)} do not fit "
-                f"batch, characters, latent frames = {expected}"
+                f"features {tuple(features.shape)} / speaking {tuple(speaking.shape)} do not fit: "
+                f"features need [batch, characters, latent frames, window, dim] = {expected}, "
+                f"speaking [batch, characters] = {expected[:2]}"
             )
         role = ChunkRole.of(index)
         cond = self.cond_first if role is ChunkRole.SINK else self.cond_rest

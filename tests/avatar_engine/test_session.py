@@ -25,8 +25,12 @@ def test_scene_shape_errors_name_the_input():
 def test_chunk_input_shape_error():
     cfg = micro_dit()
     session = StreamSession(random_model(cfg), MICRO_STREAM, make_scene(cfg, MICRO_STREAM))
-    with pytest.raises(ValueError, match="do not fit batch, characters, latent frames"):
+    with pytest.raises(
+        ValueError, match=r"features need \[batch, characters, latent frames, window, dim\]"
+    ):
         session.next_chunk(random_features(cfg, 2), torch.tensor([[True, False]]))
+    with pytest.raises(ValueError, match=r"= \(1, 2, 3, 20, 12\)"):
+        session.next_chunk(random_features(cfg, 3)[..., :5], torch.tensor([[True, False]]))
 
 
 def test_image_tokens_required_by_i2v_models():
