@@ -78,21 +78,24 @@ def matmul_ceiling(
 def bench_engine(
     preset: Preset,
     *,
-    chunks: int = 1010,
+    late_chunk: int = 1000,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     on_chunk: Callable[[int], None] | None = None,
 ) -> EngineBench:
-    """Stream `chunks` chunks of a randomly initialised model and time each one.
+    """Stream a randomly initialised model to chunk late_chunk + WINDOW/2, timing each chunk.
 
-    Then compare chunk 10 with the last chunks fairly on a noisy machine: a second, fresh
-    session is brought to chunk 10 - WINDOW/2, and the two sessions' chunks are timed
-    alternately, so both windows see the same machine conditions. The speaker switches every
-    5 chunks so both speaking and listening paths run.
+    Chunk 10 and chunk late_chunk are compared fairly on a noisy machine: a second, fresh
+    session is brought to chunk 10 - WINDOW/2, and the two sessions' chunks around 10 and
+    around late_chunk are timed alternately, so both windows see the same machine conditions.
+    The speaker switches every 5 chunks so both speaking and listening paths run.
     """
-    if chunks < 2 * WINDOW + 10:
-        raise ValueError(f"need at least {2 * WINDOW + 10} chunks to compare early and late")
+    half = WINDOW // 2
+    early_centre = 10
+    if late_chunk < early_centre + WINDOW:
+        raise ValueError(f"late_chunk must be at least {early_centre + WINDOW}, got {late_chunk}")
+    chunks = late_chunk + half + 1
     dev = torch.device(device)
     cfg, stream = preset.dit, preset.stream
     model = random_dit(cfg, device=dev, dtype=dtype, seed=seed)
@@ -119,7 +122,6 @@ def bench_engine(
         _sync(dev)
         return time.perf_counter() - start
 
-    half = WINDOW // 2
     late = StreamSession(model, stream, scene, seed=seed)
     times = []
     for index in range(chunks - WINDOW):
@@ -127,7 +129,6 @@ def bench_engine(
         if on_chunk is not None:
             on_chunk(index)
     early = StreamSession(model, stream, scene, seed=seed)
-    early_centre, late_centre = 10, late.chunk_index + half
     while early.chunk_index < early_centre - half:
         timed_chunk(early)
     early_times, late_times = [], []
@@ -152,6 +153,6 @@ def bench_engine(
         kv_cache_bytes=kv_cache_bytes(cfg, stream, itemsize=dtype.itemsize),
         early_chunk=early_centre,
         early_time_s=statistics.median(early_times),
-        late_chunk=late_centre,
+        late_chunk=late_chunk,
         late_time_s=statistics.median(late_times),
     )

@@ -21,7 +21,7 @@ def test_info_prints_every_preset_with_costs(capsys):
 
 
 def test_bench_engine_reports_the_figures(capsys):
-    assert main(["bench", "engine", "--chunks", "40"]) == 0
+    assert main(["bench", "engine", "--late-chunk", "34"]) == 0
     out = capsys.readouterr().out
     for label in (
         "DiT time per chunk",
@@ -37,14 +37,24 @@ def test_bench_engine_reports_the_figures(capsys):
 
 def test_bad_arguments_exit_with_a_message():
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "bench", "engine", "--chunks", "3"],
+        [sys.executable, "-m", "app.cli", "bench", "engine", "--late-chunk", "3"],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2
-    assert "need at least" in result.stderr
+    assert "late_chunk must be at least 21" in result.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "bench", "engine", "--preset", "nope", "--chunks", "40"],
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "bench",
+            "engine",
+            "--preset",
+            "nope",
+            "--late-chunk",
+            "40",
+        ],
         capture_output=True,
         text=True,
     )
