@@ -63,9 +63,14 @@ class StreamCache:
             cfg.head_dim,
         )
         self.storage = torch.zeros(shape, device=device, dtype=dtype)  # [S, N, k|v, B, 2Lc, H, D]
+        # Indexed views (not iteration, which unbinds) so they can be written in place in any
+        # autograd mode.
         self.steps: list[list[KVCache]] = [
-            [KVCache(k=layer[0], v=layer[1], tokens=tokens) for layer in step]
-            for step in self.storage
+            [
+                KVCache(k=self.storage[s, n, 0], v=self.storage[s, n, 1], tokens=tokens)
+                for n in range(cfg.num_layers)
+            ]
+            for s in range(stream.num_steps)
         ]
 
     @property
