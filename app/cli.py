@@ -45,7 +45,7 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from avatar_engine.benchmark import WINDOW, bench_engine
+    from avatar_engine.benchmark import WARMUP, WINDOW, bench_engine
     from avatar_engine.config import Preset
 
     if args.threads:
@@ -65,7 +65,7 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     print(f"avatar bench engine: {r.preset} {h}x{w}, {r.device} {r.dtype}, {r.threads} threads")
     print(
         f"  DiT time per chunk ({len(preset.stream.denoise_times)} steps): "
-        f"{r.chunk_time_s * 1e3:.1f} ms (median of {r.chunks - 2} chunks)"
+        f"{r.chunk_time_s * 1e3:.1f} ms (median of {r.chunks - WARMUP} chunks)"
     )
     print(f"  chunk duration:            {r.chunk_duration_s * 1e3:.1f} ms")
     print(f"  time / duration:           {r.realtime_ratio:.3f}")

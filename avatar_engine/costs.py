@@ -9,7 +9,7 @@ import torch
 
 from avatar_engine.cache import kv_cache_bytes
 from avatar_engine.config import DiTConfig, Preset, StreamConfig
-from avatar_engine.model.dit import AUDIO_MODULES, WanDiT
+from avatar_engine.model.dit import AUDIO_MODULES, WanDiT, names_match
 
 IMAGE_MODULES = (".img_emb.", ".k_img.", ".v_img.", ".norm_k_img.")
 
@@ -28,12 +28,11 @@ class ParameterCounts:
 def parameter_counts(model: WanDiT) -> ParameterCounts:
     trunk = image = audio = 0
     for name, param in model.named_parameters():
-        dotted = "." + name
-        if any(f in dotted for f in AUDIO_MODULES):
+        if names_match(name, AUDIO_MODULES):
             audio += param.numel()
             continue
         trunk += param.numel()
-        if any(f in dotted for f in IMAGE_MODULES):
+        if names_match(name, IMAGE_MODULES):
             image += param.numel()
     return ParameterCounts(trunk=trunk, image=image, audio=audio)
 

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from avatar_engine.config import DiTConfig
-from avatar_engine.model.dit import WanDiT
+from avatar_engine.model.dit import WanDiT, names_match
 
 StateDict = dict[str, torch.Tensor]
 
@@ -121,7 +121,7 @@ def load_state(
     """Assign a state dict to a (meta-built) model.
 
     Args:
-        allow_missing: name fragments (matched against "." + name, e.g. AUDIO_MODULES) of
+        allow_missing: name fragments (see names_match, e.g. AUDIO_MODULES) of
             parameters the checkpoint may lack; those are created on `device` and initialised.
 
     Returns:
@@ -136,7 +136,7 @@ def load_state(
         for n, t in expected.items()
         if n in state and state[n].shape != t.shape
     ]
-    refused = [n for n in missing if not any(f in "." + n for f in fragments)]
+    refused = [n for n in missing if not names_match(n, fragments)]
     if refused or unexpected or mismatched:
         problems = [
             _listing(title, names)

@@ -29,11 +29,15 @@ from avatar_engine.model.window import (
     StreamingWindow,
 )
 
-# Name fragments of the audio modules (match against "." + name); a plain Wan checkpoint
-# has none of them.
+# Name fragments of the audio modules (see names_match); a plain Wan checkpoint has none.
 AUDIO_MODULES = (".audio_proj.", ".characters.", ".audio_attn.")
 FP32_PARAMETERS = ("time_embedding.", "time_projection.")
 WINDOWS = ("bidirectional", "sparse_causal")
+
+
+def names_match(name: str, fragments: tuple[str, ...]) -> bool:
+    """Whether a parameter name contains any of the fragments (".x." matches a leading "x.")."""
+    return any(f in "." + name for f in fragments)
 
 
 class WanDiT(nn.Module):
@@ -165,8 +169,8 @@ class WanDiT(nn.Module):
             timestep = timestep[:, None].expand(-1, frames)  # [B, F]
         time_dtype = self.time_embedding[0].weight.dtype
         temb = self.time_embedding(sinusoidal_embedding(timestep, cfg.freq_dim).to(time_dtype))
+        e = self.time_projection(temb).float().unflatten(-1, (6, -1))  # [B, F, 6, D]
         temb = temb.float()  # [B, F, D]
-        e = self.time_projection(temb.to(time_dtype)).float().unflatten(-1, (6, -1))  # [B,F,6,D]
         for layer, block in enumerate(self.blocks):
             x = block(x, e, ctx[layer], audio, layer, window)
         x = self.head(x, temb)  # [B, F*gh*gw, out*pt*ph*pw]
