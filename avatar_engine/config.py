@@ -87,15 +87,29 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class AudioConfig:
-    """Speech front-end: how per-video-frame features are made (its own issue)."""
+    """Speech front-end: how per-video-frame features are made from 16 kHz audio."""
 
     encoder: str = "mel"  # "mel" (light, learned) or "wav2vec2" (pretrained, local path)
     sample_rate: int = 16000
-    feature_dim: int = 64
+    feature_dim: int = 64  # one vector per video frame
+    # mel: causal log-mel frames, then a small learned causal conv encoder
+    mel_bins: int = 40
+    mel_window: int = 400  # samples per STFT frame (25 ms at 16 kHz)
+    mel_frames_per_video_frame: int = 4  # the hop is a quarter of a video frame (10 ms at 25 fps)
+    mel_channels: int = 128  # width of the learned encoder
+    mel_kernel: int = 3  # temporal kernel of each of its two causal convs
+    # wav2vec2: hidden states of these layers, stacked (layers 1..12 of wav2vec2-base)
+    wav2vec2_layers: tuple[int, ...] = tuple(range(1, 13))
+    wav2vec2_context_frames: int = 25  # video frames of past audio each chunk's window includes
 
     def __post_init__(self) -> None:
         if self.encoder not in ("mel", "wav2vec2"):
             raise ValueError(f"unknown audio encoder {self.encoder!r}; use 'mel' or 'wav2vec2'")
+        if self.encoder == "wav2vec2" and self.feature_dim % len(self.wav2vec2_layers):
+            raise ValueError(
+                f"feature_dim {self.feature_dim} must be a multiple of the "
+                f"{len(self.wav2vec2_layers)} stacked wav2vec2 layers"
+            )
 
 
 @dataclass(frozen=True)
