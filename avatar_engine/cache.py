@@ -40,8 +40,20 @@ class KVCache:
         self.v[:, self.tokens :].copy_(v)
 
 
+def _cache_heads(cfg: DiTConfig, heads: int | None) -> int:
+    if heads is None:
+        return cfg.num_heads
+    if not 1 <= heads <= cfg.num_heads:
+        raise ValueError(f"a cache holds 1 to {cfg.num_heads} heads, not {heads}")
+    return heads
+
+
 class StreamCache:
-    """All K/V caches of one stream, in a single allocation made at session start."""
+    """All K/V caches of one stream, in a single allocation made at session start.
+
+    `heads` sizes the caches for a subset of the attention heads (sequence parallelism: each
+    rank attends with num_heads / P heads over the full sequence); None holds all of them.
+    """
 
     def __init__(
         self,
@@ -51,6 +63,7 @@ class StreamCache:
         batch: int,
         device: torch.device | str,
         dtype: torch.dtype,
+        heads: int | None = None,
     ):
         tokens = stream.tokens_per_chunk
         shape = (
@@ -59,7 +72,7 @@ class StreamCache:
             2,
             batch,
             2 * tokens,
-            cfg.num_heads,
+            _cache_heads(cfg, heads),
             cfg.head_dim,
         )
         self.storage = torch.zeros(shape, device=device, dtype=dtype)  # [S, N, k|v, B, 2Lc, H, D]
@@ -78,7 +91,15 @@ class StreamCache:
         return self.storage.numel() * self.storage.element_size()
 
 
-def kv_cache_bytes(cfg: DiTConfig, stream: StreamConfig, *, batch: int = 1, itemsize: int) -> int:
-    """Bytes a StreamCache takes, without allocating it."""
-    elements = stream.num_steps * cfg.num_layers * 2 * batch * 2 * stream.tokens_per_chunk * cfg.dim
+def kv_cache_bytes(
+    cfg: DiTConfig,
+    stream: StreamConfig,
+    *,
+    batch: int = 1,
+    itemsize: int,
+    heads: int | None = None,
+) -> int:
+    """Bytes a StreamCache (of `heads` heads; None = all) takes, without allocating it."""
+    width = _cache_heads(cfg, heads) * cfg.head_dim
+    elements = stream.num_steps * cfg.num_layers * 2 * batch * 2 * stream.tokens_per_chunk * width
     return elements * itemsize

@@ -160,23 +160,80 @@ class WanDiT(nn.Module):
         return self._forward(x, cond, timestep, context_kv, audio, window)
 
     def _forward(self, x, cond, timestep, ctx, audio, window: SelfAttentionWindow):
-        cfg = self.cfg
+        x, grid = self.embed_tokens(x, cond)
+        e, temb = self.time_modulation(timestep, grid[0])
+        x = self.run_blocks(x, e, ctx, audio, window)
+        return self.unpatchify(self.head(x, temb), grid)
+
+    # ---- the forward's stages (shared with the sequence-parallel runtime) -----------------
+
+    def embed_tokens(
+        self, x: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Patch-embed latents and conditioning into tokens.
+
+        Args:
+            x: [B, out_dim, F, h, w] noisy latents.
+            cond: [B, cond_dim, F, h, w].
+
+        Returns:
+            [B, F'*gh*gw, D] tokens laid out frame-major, then row, then column, and the token
+            grid (F', gh, gw) (F' = F / temporal patch).
+        """
         dtype = self.patch_embedding.weight.dtype
-        x = self.patch_embedding(torch.cat([x, cond], dim=1).to(dtype))  # [B, D, F, gh, gw]
-        frames, grid_h, grid_w = x.shape[2:]
-        x = x.flatten(2).transpose(1, 2)  # [B, F*gh*gw, D]
+        x = self.patch_embedding(torch.cat([x, cond], dim=1).to(dtype))  # [B, D, F', gh, gw]
+        grid = tuple(x.shape[2:])
+        return x.flatten(2).transpose(1, 2), grid  # [B, F'*gh*gw, D]
+
+    def time_modulation(
+        self, timestep: torch.Tensor, frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-latent-frame time embedding and the blocks' modulation.
+
+        Args:
+            timestep: [B] or [B, F'] in Wan units.
+            frames: F', latent frames of tokens.
+
+        Returns:
+            e: [B, F', 6, D] fp32 for the blocks; temb: [B, F', D] fp32 for the head.
+        """
         if timestep.ndim == 1:
-            timestep = timestep[:, None].expand(-1, frames)  # [B, F]
+            timestep = timestep[:, None].expand(-1, frames)  # [B, F']
         time_dtype = self.time_embedding[0].weight.dtype
-        temb = self.time_embedding(sinusoidal_embedding(timestep, cfg.freq_dim).to(time_dtype))
-        e = self.time_projection(temb).float().unflatten(-1, (6, -1))  # [B, F, 6, D]
-        temb = temb.float()  # [B, F, D]
+        temb = self.time_embedding(
+            sinusoidal_embedding(timestep, self.cfg.freq_dim).to(time_dtype)
+        )  # [B, F', D]
+        e = self.time_projection(temb).float().unflatten(-1, (6, -1))  # [B, F', 6, D]
+        return e, temb.float()
+
+    def run_blocks(
+        self,
+        x: torch.Tensor,
+        e: torch.Tensor,
+        ctx: list[ContextKV],
+        audio: AudioContext | None,
+        window: SelfAttentionWindow,
+    ) -> torch.Tensor:
+        """Args: x: [B, F'*G, D] tokens; e: [B, F', 6, D]; see Block. Returns [B, F'*G, D]."""
         for layer, block in enumerate(self.blocks):
             x = block(x, e, ctx[layer], audio, layer, window)
-        x = self.head(x, temb)  # [B, F*gh*gw, out*pt*ph*pw]
+        return x
+
+    def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """Head outputs back to latent pixels.
+
+        Args:
+            x: [B, F'*gh*gw, out_dim * prod(patch)] in the token order of embed_tokens.
+            grid: (F', gh, gw).
+
+        Returns:
+            [B, out_dim, F'*pt, gh*ph, gw*pw]
+        """
+        cfg = self.cfg
+        frames, grid_h, grid_w = grid
         pt, ph, pw = cfg.patch_size
         x = x.view(x.shape[0], frames, grid_h, grid_w, pt, ph, pw, cfg.out_dim)
-        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # [B, C, F, pt, gh, ph, gw, pw]
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # [B, C, F', pt, gh, ph, gw, pw]
         return x.reshape(x.shape[0], cfg.out_dim, frames * pt, grid_h * ph, grid_w * pw)
 
     # ---- initialisation ------------------------------------------------------------------

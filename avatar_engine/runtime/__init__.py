@@ -1,0 +1,1 @@
+"""Execution of the streaming DiT: local, disaggregated and sequence-parallel."""
