@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -56,16 +56,21 @@ def convert_native(state: StateDict) -> StateDict:
     return dict(state)
 
 
-def convert_wan(state: StateDict) -> StateDict:
-    """Official Wan names are ours; only strip wrapper prefixes some exporters add."""
+def strip_prefixes(state: StateDict, prefixes: Sequence[str]) -> StateDict:
+    """Drop the first of `prefixes` each name starts with (wrappers some exporters add)."""
     out = {}
     for name, tensor in state.items():
-        for prefix in _WRAPPER_PREFIXES:
+        for prefix in prefixes:
             if name.startswith(prefix):
                 name = name[len(prefix) :]
                 break
         out[name] = tensor
     return out
+
+
+def convert_wan(state: StateDict) -> StateDict:
+    """Official Wan names are ours; only strip wrapper prefixes some exporters add."""
+    return strip_prefixes(state, _WRAPPER_PREFIXES)
 
 
 def convert_diffusers(state: StateDict) -> StateDict:
@@ -111,6 +116,32 @@ def _listing(title: str, names: list[str], limit: int = 20) -> str:
     return f"{title} ({len(names)}): {shown}{more}"
 
 
+def state_problems(
+    expected: Mapping[str, torch.Tensor],
+    state: StateDict,
+    *,
+    may_miss: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """One line per kind of problem (missing, unexpected, shape-mismatched keys), naming the
+    keys; empty when `state` fits `expected`. Keys for which may_miss is true may be absent."""
+    refused = [n for n in expected if n not in state and not (may_miss and may_miss(n))]
+    unexpected = [n for n in state if n not in expected]
+    mismatched = [
+        f"{n} {tuple(state[n].shape)} vs model {tuple(t.shape)}"
+        for n, t in expected.items()
+        if n in state and state[n].shape != t.shape
+    ]
+    return [
+        _listing(title, names)
+        for title, names in (
+            ("missing keys", refused),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if names
+    ]
+
+
 def load_state(
     model: WanDiT,
     state: StateDict,
@@ -130,23 +161,8 @@ def load_state(
     fragments = tuple(allow_missing)
     expected = model.state_dict()
     missing = [n for n in expected if n not in state]
-    unexpected = [n for n in state if n not in expected]
-    mismatched = [
-        f"{n} {tuple(state[n].shape)} vs model {tuple(t.shape)}"
-        for n, t in expected.items()
-        if n in state and state[n].shape != t.shape
-    ]
-    refused = [n for n in missing if not names_match(n, fragments)]
-    if refused or unexpected or mismatched:
-        problems = [
-            _listing(title, names)
-            for title, names in (
-                ("missing keys", refused),
-                ("unexpected keys", unexpected),
-                ("shape mismatches", mismatched),
-            )
-            if names
-        ]
+    problems = state_problems(expected, state, may_miss=lambda n: names_match(n, fragments))
+    if problems:
         raise WeightLoadError(
             "checkpoint does not fit the model:\n  " + "\n  ".join(problems) + "\n"
             "Check the preset and the key format (native, wan or diffusers); a plain Wan trunk "
