@@ -83,6 +83,82 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_runtime(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+    from tqdm import tqdm
+
+    from avatar_engine.config import Preset
+    from avatar_engine.runtime.benchmark import alternate, time_stages
+    from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
+    from avatar_engine.runtime.local import LocalRuntime
+    from avatar_engine.runtime.spec import EngineSpec
+
+    spec = EngineSpec(preset=Preset.from_name(args.preset))
+    stream = spec.preset.stream
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    print(
+        f"avatar bench runtime: {spec.preset.name} {stream.height}x{stream.width}, CPU fp32, "
+        f"{cores} cores; starting the runtimes..."
+    )
+    stages = time_stages(spec, args.chunks)
+    local = LocalRuntime(spec)
+    with DisaggregatedRuntime(spec, dit_ranks=args.dit_ranks) as disaggregated:
+        runtimes = {"single process": local, "disaggregated": disaggregated}
+        total = args.rounds * len(runtimes) * args.chunks
+        with tqdm(total=total, desc="chunks", unit="chunk") as bar:
+            times = alternate(
+                runtimes, spec, chunks=args.chunks, rounds=args.rounds, on_chunk=bar.update
+            )
+        layout = disaggregated.settings
+    duration = stream.chunk_duration_s
+    print(f"  chunk duration: {duration * 1e3:.0f} ms ({stream.video_frames_per_chunk} frames)")
+    print(
+        f"  in-process stages ({cores} threads): DiT {stages.dit_s * 1e3:.1f} ms, "
+        f"decode + RGB {stages.decode_s * 1e3:.1f} ms per chunk"
+    )
+    print(
+        f"  disaggregated: {layout.dit_ranks} DiT rank(s) x {layout.dit_threads} thread(s), "
+        f"decoder x {layout.decoder_threads} thread(s), {layout.backend}"
+    )
+    print(f"  {'runtime':<16}{'TTBC':>10}{'TTBC/chunk':>12}{'first chunk':>13}")
+    for name, t in times.items():
+        print(
+            f"  {name:<16}{t.ttbc_s * 1e3:>8.1f}ms{t.ttbc_s / duration:>12.3f}"
+            f"{t.first_chunk_s * 1e3:>11.0f}ms"
+        )
+    ratio = times["disaggregated"].ttbc_s / times["single process"].ttbc_s
+    print(
+        f"  disaggregated / single process TTBC: {ratio:.3f} "
+        f"(medians of {args.rounds} alternating rounds of {args.chunks} chunks)"
+    )
+    return 0
+
+
+def cmd_bench_vae(args: argparse.Namespace) -> int:
+    import torch
+
+    from avatar_engine.config import Preset
+    from avatar_engine.vae.benchmark import bench_vae
+
+    preset = Preset.from_name(args.preset)
+    dtype = getattr(torch, DTYPES[args.dtype])
+    for threads in args.threads:
+        r = bench_vae(preset, threads=threads, device=args.device, dtype=dtype)
+        h, w = r.resolution
+        print(
+            f"avatar bench vae: {r.preset} VAE {h}x{w}, {r.device} {r.dtype}, {r.threads} threads: "
+            f"decode a {r.chunk_latent_frames}-latent-frame chunk {r.decode_s * 1e3:.1f} ms "
+            f"({r.decode_share:.3f} of its {r.chunk_duration_s * 1e3:.0f} ms), "
+            f"first chunk {r.first_decode_s * 1e3:.1f} ms, "
+            f"encode image {r.encode_image_s * 1e3:.1f} ms; "
+            f"matmul ceiling {r.matmul_ceiling_gflops:.0f} GFLOP/s"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--dtype", choices=DTYPES, default="fp32")
     engine.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     engine.set_defaults(func=cmd_bench_engine)
+    runtime = bench_sub.add_parser(
+        "runtime", help="end-to-end time between chunks: single process vs disaggregated"
+    )
+    runtime.add_argument("--preset", default="tiny")
+    runtime.add_argument("--chunks", type=int, default=24, help="chunks per session")
+    runtime.add_argument("--rounds", type=int, default=3, help="alternating sessions per runtime")
+    runtime.add_argument("--dit-ranks", type=int, default=1, help="sequence-parallel DiT ranks")
+    runtime.set_defaults(func=cmd_bench_runtime)
+    vae = bench_sub.add_parser("vae", help="VAE decode and encode time per chunk")
+    vae.add_argument("--preset", default="tiny", help="the preset's VAE at its resolution")
+    vae.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    vae.add_argument("--device", default="cpu")
+    vae.add_argument("--dtype", choices=DTYPES, default="fp32")
+    vae.set_defaults(func=cmd_bench_vae)
     return parser
 
 

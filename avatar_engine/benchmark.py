@@ -51,7 +51,7 @@ class EngineBench:
         return self.late_time_s / self.early_time_s
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -64,16 +64,34 @@ def matmul_ceiling(
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    _sync(device)
+    sync(device)
     runs, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         a @ b
         runs += 1
         if runs % 8 == 0:
-            _sync(device)
-    _sync(device)
+            sync(device)
+    sync(device)
     elapsed = time.perf_counter() - start
     return 2 * size**3 * runs / elapsed / 1e9
+
+
+def bench_inputs(preset: Preset, seed: int = 0) -> tuple[SceneConditioning, torch.Tensor]:
+    """A one-character scene and one chunk's speech features [1, 1, Fc, W, Da], random."""
+    cfg, stream = preset.dit, preset.stream
+    gen = torch.Generator().manual_seed(seed)
+    scene = SceneConditioning(
+        reference_latent=torch.randn(
+            1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen
+        ),
+        face_masks=face_mask_from_box(stream, (0.25, 0.1, 0.75, 0.7))[None, None],
+        context=torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen),
+        image_tokens=None
+        if cfg.image_dim is None
+        else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
+    )
+    shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
+    return scene, torch.randn(shape, generator=gen)
 
 
 def bench_engine(
@@ -100,27 +118,16 @@ def bench_engine(
     dev = torch.device(device)
     cfg, stream = preset.dit, preset.stream
     model = random_dit(cfg, device=dev, dtype=dtype, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    scene = SceneConditioning(
-        reference_latent=torch.randn(
-            1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen
-        ),
-        face_masks=face_mask_from_box(stream, (0.25, 0.1, 0.75, 0.7))[None, None],
-        context=torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen),
-        image_tokens=None
-        if cfg.image_dim is None
-        else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
-    )
-    shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
-    features = torch.randn(shape, generator=gen).to(dev)
+    scene, features = bench_inputs(preset, seed)
+    features = features.to(dev)
     talking, listening = torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool)
 
     def timed_chunk(session: StreamSession) -> float:
         speaking = talking if (session.chunk_index // 5) % 2 == 0 else listening
-        _sync(dev)
+        sync(dev)
         start = time.perf_counter()
         session.next_chunk(features, speaking)
-        _sync(dev)
+        sync(dev)
         return time.perf_counter() - start
 
     late = StreamSession(model, stream, scene, seed=seed)

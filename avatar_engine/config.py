@@ -283,8 +283,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     "wan2.1": VAEConfig(),
     # Wan's stages (x8 space, x4 time) at widths 4..32 and one residual block per decoder stage:
     # a 3-latent-frame chunk decodes to 12 frames of 128x128 in about 60 ms on one CPU core
-    # (python -m avatar_engine.vae.benchmark). Trained in this project, so its latent
-    # statistics start as the identity.
+    # (avatar bench vae). Trained in this project, so its latent statistics start as the identity.
     "tiny": VAEConfig(
         base_dim=4,
         dim_mult=(1, 2, 4, 8),

@@ -10,9 +10,12 @@ from avatar_engine.cache import StreamCache
 from avatar_engine.config import StreamConfig
 from avatar_engine.model.audio import AudioConditioning
 from avatar_engine.model.dit import WanDiT
+from avatar_engine.model.rope import RopeTable
 from avatar_engine.model.window import ChunkRole, StreamingWindow, slot_tables
 from avatar_engine.sampling import FewStepSampler
 from avatar_engine.scene import SceneConditioning
+from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.stream import ChunkDecoder, VideoChunk
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,8 @@ class StreamSession:
     Start-up is explicit and happens here once: validate the scene, embed the text/image
     context into every block's K/V, build the reference channels and the slot RoPE tables,
     and allocate the per-step K/V caches. After that, next_chunk() allocates nothing that
-    grows with the stream and never syncs with the host.
+    grows with the stream and never syncs with the host. Given a VAE, next_frames() also
+    decodes each chunk to RGB frames.
     """
 
     def __init__(
@@ -42,11 +46,13 @@ class StreamSession:
         scene: SceneConditioning,
         *,
         seed: int = 0,
+        vae: WanVAE | None = None,
     ):
         cfg = model.cfg
         scene.validate(cfg, stream)
         param = model.patch_embedding.weight
         self.model, self.stream, self.scene = model, stream, scene
+        self.dit = model  # what runs the chunk forward (a parallel wrapper in subclasses)
         self.device = param.device
         self.sampler = FewStepSampler(stream.denoise_times)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -60,14 +66,15 @@ class StreamSession:
                 scene.reference_channels(stream, cfg.temporal_stride, first=first).to(self.device)
                 for first in (True, False)
             )
-            self.slots = slot_tables(
-                cfg, stream.chunk_latent_frames, stream.grid_h, stream.grid_w, self.device
+            self.slots = self.window_slots(
+                slot_tables(
+                    cfg, stream.chunk_latent_frames, stream.grid_h, stream.grid_w, self.device
+                )
             )
             self.timesteps = self.sampler.step_timesteps(scene.batch, self.device)
             self.face_masks = scene.face_masks.to(self.device)
-            self.cache = StreamCache(
-                cfg, stream, batch=scene.batch, device=self.device, dtype=param.dtype
-            )
+            self.cache = self.new_cache(batch=scene.batch, device=self.device, dtype=param.dtype)
+        self.decoder = None if vae is None else ChunkDecoder(vae, stream.fps)
         self.latent_shape = (
             scene.batch,
             cfg.out_dim,
@@ -75,6 +82,20 @@ class StreamSession:
             stream.latent_h,
             stream.latent_w,
         )
+
+    def window_slots(self, tables: tuple[RopeTable, ...]) -> tuple[RopeTable, ...]:
+        """The slot RoPE tables as the windows use them (reordered by parallel sessions)."""
+        return tables
+
+    def new_cache(self, *, batch: int, device: torch.device, dtype: torch.dtype) -> StreamCache:
+        """The stream's K/V caches (a head subset per rank in parallel sessions)."""
+        return StreamCache(self.model.cfg, self.stream, batch=batch, device=device, dtype=dtype)
+
+    def next_frames(self, features: torch.Tensor, speaking: torch.Tensor) -> VideoChunk:
+        """next_chunk, decoded: the chunk's RGB frames with their presentation timestamps."""
+        if self.decoder is None:
+            raise ValueError("this session has no VAE: pass vae= to decode frames")
+        return self.decoder.decode(self.next_chunk(features, speaking))
 
     def next_chunk(self, features: torch.Tensor, speaking: torch.Tensor) -> LatentChunk:
         """Generate the next chunk.
@@ -101,7 +122,7 @@ class StreamSession:
         cond = self.cond_first if role is ChunkRole.SINK else self.cond_rest
         with torch.inference_mode():
             speaking = speaking.to(self.device, torch.bool)
-            audio = self.model.audio_context(
+            audio = self.dit.audio_context(
                 AudioConditioning(
                     features=features.to(self.device),
                     speaking=speaking[:, :, None].expand(-1, -1, frames),
@@ -111,7 +132,7 @@ class StreamSession:
 
             def denoise(step: int, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
                 window = StreamingWindow(role, self.slots, self.cache.steps[step])
-                return self.model.forward_chunk(
+                return self.dit.forward_chunk(
                     x, cond, timestep, context_kv=self.context_kv, audio=audio, window=window
                 )
 

@@ -31,6 +31,7 @@ from avatar_engine.model.rope import RopeTable
 from avatar_engine.model.window import SelfAttentionWindow, StreamingWindow
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
+from avatar_engine.vae.model import WanVAE
 
 QKV = 3  # q, k and v travel in one all-to-all
 
@@ -208,14 +209,14 @@ class SequenceParallelSession(StreamSession):
         *,
         group: dist.ProcessGroup | None = None,
         seed: int = 0,
+        vae: WanVAE | None = None,
     ):
-        parallel = SequenceParallelDiT(model, stream, group)  # validates before allocating
-        super().__init__(model, stream, scene, seed=seed)
-        # StreamSession has no hooks for these yet, so its full-head cache is replaced (it is
-        # allocated once, transiently) and the model forward is swapped for the parallel one.
-        with torch.inference_mode():
-            self.slots = parallel.slot_tables(self.slots)
-            self.cache = parallel.stream_cache(
-                batch=scene.batch, device=self.device, dtype=self.cache.storage.dtype
-            )
-        self.model = parallel
+        self.parallel = SequenceParallelDiT(model, stream, group)  # validates before allocating
+        super().__init__(model, stream, scene, seed=seed, vae=vae)
+        self.dit = self.parallel
+
+    def window_slots(self, tables: tuple[RopeTable, ...]) -> tuple[RopeTable, ...]:
+        return self.parallel.slot_tables(tables)
+
+    def new_cache(self, *, batch: int, device: torch.device, dtype: torch.dtype) -> StreamCache:
+        return self.parallel.stream_cache(batch=batch, device=device, dtype=dtype)

@@ -1,0 +1,98 @@
+"""`avatar bench runtime`: time between chunks, end to end (DiT + decode + RGB frames), for
+the single-process runtime and the disaggregated one, measured in alternating rounds of one
+run so both see the same machine."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from avatar_engine.benchmark import WARMUP, bench_inputs
+from avatar_engine.runtime.base import Runtime
+from avatar_engine.runtime.spec import EngineSpec
+from avatar_engine.session import StreamSession
+
+IN_FLIGHT = 2  # chunks submitted ahead, as a real-time caller keeps the pipeline fed
+
+
+@dataclass(frozen=True)
+class RuntimeTimes:
+    ttbc_s: float  # median time between consecutive chunks' frames, steady state
+    first_chunk_s: float  # median time from session start to the first chunk's frames
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    dit_s: float  # median DiT time per chunk (all denoising steps), in-process
+    decode_s: float  # median decode + RGB conversion per chunk, in-process
+
+
+def time_stages(spec: EngineSpec, chunks: int, seed: int = 0) -> StageTimes:
+    """DiT and decoder separately, one after the other in this process."""
+    stream = spec.preset.stream
+    scene, features = bench_inputs(spec.preset, seed)
+    session = StreamSession(
+        spec.build_dit("cpu"), stream, scene, seed=seed, vae=spec.build_vae("cpu")
+    )
+    dit, decode = [], []
+    for _ in range(chunks):
+        start = time.perf_counter()
+        chunk = session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
+        middle = time.perf_counter()
+        session.decoder.decode(chunk)
+        dit.append(middle - start)
+        decode.append(time.perf_counter() - middle)
+    return StageTimes(statistics.median(dit[WARMUP:]), statistics.median(decode[WARMUP:]))
+
+
+def time_runtime(
+    runtime: Runtime,
+    spec: EngineSpec,
+    chunks: int,
+    seed: int = 0,
+    on_chunk: Callable[[], None] | None = None,
+) -> RuntimeTimes:
+    """One session of `chunks` chunks, IN_FLIGHT submitted ahead; arrival times recorded."""
+    scene, features = bench_inputs(spec.preset, seed)
+    speaking = torch.ones(1, 1, dtype=torch.bool)
+    start = time.perf_counter()
+    runtime.start_session(scene, seed=seed)
+    for _ in range(min(IN_FLIGHT, chunks)):
+        runtime.submit(features, speaking)
+    arrivals = []
+    for index in range(chunks):
+        runtime.receive()
+        arrivals.append(time.perf_counter())
+        if index + IN_FLIGHT < chunks:
+            runtime.submit(features, speaking)
+        if on_chunk is not None:
+            on_chunk()
+    runtime.end_session()
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    return RuntimeTimes(statistics.median(gaps[WARMUP:]), arrivals[0] - start)
+
+
+def alternate(
+    runtimes: dict[str, Runtime],
+    spec: EngineSpec,
+    *,
+    chunks: int,
+    rounds: int,
+    on_chunk: Callable[[], None] | None = None,
+) -> dict[str, RuntimeTimes]:
+    """Each runtime streams `rounds` sessions, in turn; medians over the rounds."""
+    results: dict[str, list[RuntimeTimes]] = {name: [] for name in runtimes}
+    for _ in range(rounds):
+        for name, runtime in runtimes.items():
+            results[name].append(time_runtime(runtime, spec, chunks, on_chunk=on_chunk))
+    return {
+        name: RuntimeTimes(
+            statistics.median(r.ttbc_s for r in runs),
+            statistics.median(r.first_chunk_s for r in runs),
+        )
+        for name, runs in results.items()
+    }

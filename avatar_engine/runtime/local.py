@@ -1,0 +1,43 @@
+"""DiT then decode, one after the other, on one device."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+
+from avatar_engine.runtime.base import Runtime
+from avatar_engine.runtime.spec import EngineSpec
+from avatar_engine.scene import SceneConditioning
+from avatar_engine.session import StreamSession
+from avatar_engine.vae.stream import VideoChunk
+
+
+class LocalRuntime(Runtime):
+    def __init__(self, spec: EngineSpec, *, device: torch.device | str = "cpu"):
+        self.spec, self.stream = spec, spec.preset.stream
+        self.model = spec.build_dit(device)
+        self.vae = spec.build_vae(device)
+        self.session: StreamSession | None = None
+        self.ready: deque[VideoChunk] = deque()
+
+    def start_session(self, scene: SceneConditioning, *, seed: int = 0) -> None:
+        self.ready.clear()
+        self.session = StreamSession(self.model, self.stream, scene, seed=seed, vae=self.vae)
+
+    def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
+        if self.session is None:
+            raise RuntimeError("start_session() first")
+        self.ready.append(self.session.next_frames(features, speaking))
+
+    def receive(self, timeout: float | None = None) -> VideoChunk:
+        if not self.ready:
+            raise RuntimeError("no chunk is pending: submit() one first")
+        return self.ready.popleft()
+
+    def end_session(self) -> None:
+        self.session = None
+        self.ready.clear()
+
+    def close(self) -> None:
+        self.end_session()

@@ -1,0 +1,68 @@
+"""One stream's decoding: latent chunks in, RGB frames with presentation timestamps out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from avatar_engine.vae.model import DecoderState, WanVAE
+from avatar_engine.vae.video import to_uint8_frames
+
+if TYPE_CHECKING:
+    from avatar_engine.session import LatentChunk
+
+
+@dataclass(frozen=True)
+class VideoChunk:
+    """One chunk of video, ready to show."""
+
+    index: int  # chunk index in the stream
+    frames: torch.Tensor  # [B, T, H, W, 3] uint8 RGB, on the CPU
+    pts: torch.Tensor  # [T] float64 presentation time of each frame, seconds from stream start
+    speaking: torch.Tensor  # [B, K] bool: who was speaking in this chunk
+
+    @property
+    def first_frame(self) -> int:
+        """Stream index of the chunk's first video frame."""
+        return int(round(float(self.pts[0]) * self.fps)) if len(self.pts) > 1 else 0
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / float(self.pts[1] - self.pts[0])
+
+
+class ChunkDecoder:
+    """Decodes one stream's latent chunks in order, carrying the VAE decoder's state."""
+
+    def __init__(self, vae: WanVAE, fps: int):
+        self.vae, self.fps = vae, fps
+        param = vae.conv2.weight
+        self.device, self.dtype = param.device, param.dtype
+        self.state: DecoderState | None = None
+        self.next_index = 0
+
+    def decode(self, chunk: LatentChunk) -> VideoChunk:
+        if chunk.index != self.next_index:
+            raise ValueError(
+                f"chunk {chunk.index} arrived where chunk {self.next_index} was expected; a "
+                "stream's chunks must be decoded in order (start a new ChunkDecoder per stream)"
+            )
+        with torch.inference_mode():
+            video, self.state = self.vae.decode(
+                chunk.latents.to(self.device, self.dtype), self.state
+            )  # [B, 3, T, H, W]
+            frames = to_uint8_frames(video).cpu()  # [B, T, H, W, 3]
+        if frames.shape[1] != chunk.num_frames:
+            raise RuntimeError(
+                f"chunk {chunk.index} decoded to {frames.shape[1]} frames, not {chunk.num_frames}"
+            )
+        self.next_index += 1
+        frame_index = torch.arange(chunk.first_frame, chunk.first_frame + chunk.num_frames)
+        return VideoChunk(
+            index=chunk.index,
+            frames=frames,
+            pts=frame_index.double() / self.fps,
+            speaking=chunk.speaking.cpu(),
+        )

@@ -1,0 +1,140 @@
+"""Local and disaggregated runtimes stream the same frames; a dead or failing rank ends the
+runtime with its error, quickly, and no process outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from avatar_engine.config import AudioConfig, Preset, VAEConfig
+from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
+from avatar_engine.runtime.local import LocalRuntime
+from avatar_engine.runtime.spec import EngineSpec
+from tests.conftest import MICRO_STREAM, make_scene, micro_dit, random_features
+
+CHUNKS = 4  # sink, first, two steady: the caches roll over
+CFG = micro_dit()
+SPEC = EngineSpec(
+    preset=Preset(
+        name="micro",
+        dit=CFG,
+        stream=MICRO_STREAM,
+        audio=AudioConfig(feature_dim=CFG.audio_feature_dim),
+        vae=VAEConfig.from_name("tiny"),
+    ),
+    seed=7,
+)
+SCENE = make_scene(CFG, MICRO_STREAM, characters=2)
+FEATURES = random_features(CFG, CHUNKS * 3, seed=2)
+
+
+def speaking(chunk: int) -> torch.Tensor:
+    return torch.tensor([[chunk % 2 == 0, chunk % 2 == 1]])
+
+
+def stream(runtime, seed: int = 5) -> list:
+    runtime.start_session(SCENE, seed=seed)
+    for c in range(CHUNKS):
+        runtime.submit(FEATURES[:, :, 3 * c : 3 * c + 3], speaking(c))
+    chunks = [runtime.receive(timeout=60) for _ in range(CHUNKS)]
+    runtime.end_session()
+    return chunks
+
+
+def children() -> list[int]:
+    """Live child processes of this test process."""
+    mine = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            mine.append(int(stat.parent.name))
+    return mine
+
+
+@pytest.fixture(scope="module")
+def local_chunks():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank runs: the same arithmetic, the same bits
+    try:
+        with LocalRuntime(SPEC) as runtime:
+            return stream(runtime)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    before = set(children())
+    yield
+    deadline = time.monotonic() + 5
+    while set(children()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(children()) - before == set(), "a runtime process outlived its runtime"
+
+
+def test_local_runtime_frames_and_timestamps(local_chunks):
+    assert [c.index for c in local_chunks] == list(range(CHUNKS))
+    counts = [c.frames.shape[1] for c in local_chunks]
+    assert counts == [9, 12, 12, 12]  # 1 + 4·(3 − 1) for chunk 0, 4·3 after
+    pts = torch.cat([c.pts for c in local_chunks])
+    assert torch.allclose(pts, torch.arange(len(pts), dtype=torch.float64) / MICRO_STREAM.fps)
+    frame = local_chunks[0].frames
+    assert frame.dtype == torch.uint8 and frame.shape[2:] == (64, 64, 3)
+    assert all(torch.equal(c.speaking, speaking(c.index)) for c in local_chunks)
+
+
+def test_disaggregated_equals_local(local_chunks):
+    with DisaggregatedRuntime(SPEC, dit_threads=1, decoder_threads=1) as runtime:
+        first = stream(runtime)
+        second = stream(runtime)  # a second session on the same ranks starts afresh
+    for chunks in (first, second):
+        for got, want in zip(chunks, local_chunks, strict=True):
+            assert got.index == want.index
+            assert torch.equal(got.frames, want.frames)
+            assert torch.equal(got.pts, want.pts)
+            assert torch.equal(got.speaking, want.speaking)
+
+
+def test_sequence_parallel_ranks_equal_one(local_chunks):
+    with DisaggregatedRuntime(SPEC, dit_ranks=2, dit_threads=1, decoder_threads=1) as runtime:
+        chunks = stream(runtime)
+    for got, want in zip(chunks, local_chunks, strict=True):
+        # latents agree to ~1e-7; a pixel may round the other way
+        diff = (got.frames.int() - want.frames.int()).abs()
+        assert diff.max() <= 1 and diff.float().mean() < 1e-3
+
+
+def test_killing_the_decoder_raises_quickly():
+    runtime = DisaggregatedRuntime(SPEC, dit_threads=1, decoder_threads=1, warmup=False)
+    try:
+        runtime.start_session(SCENE, seed=0)
+        runtime.submit(FEATURES[:, :, :3], speaking(0))
+        runtime.receive(timeout=60)
+        os.kill(runtime.procs[runtime.settings.decoder_rank].pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match="decoder was killed by SIGKILL"):
+            for c in range(1, 50):
+                runtime.submit(FEATURES[:, :, :3], speaking(c))
+                runtime.receive(timeout=10)
+        assert time.monotonic() - start < 10
+        assert all(proc.poll() is not None for proc in runtime.procs)
+        with pytest.raises(RuntimeError, match="closed"):
+            runtime.submit(FEATURES[:, :, :3], speaking(0))
+    finally:
+        runtime.close()
+
+
+def test_a_failing_rank_reports_its_error():
+    with DisaggregatedRuntime(SPEC, dit_threads=1, decoder_threads=1, warmup=False) as runtime:
+        runtime.start_session(SCENE, seed=0)
+        runtime.submit(FEATURES[:, :1, :3], speaking(0))  # one character's features for two
+        with pytest.raises(RuntimeError, match=r"DiT rank 0 failed:(.|\n)*ValueError: features"):
+            runtime.receive(timeout=30)
