@@ -95,7 +95,9 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
     from avatar_engine.runtime.local import LocalRuntime
     from avatar_engine.runtime.spec import EngineSpec
 
-    spec = EngineSpec(preset=Preset.from_name(args.preset))
+    spec = EngineSpec(
+        preset=Preset.from_name(args.preset), dtype=getattr(torch, DTYPES[args.dtype])
+    )
     stream = spec.preset.stream
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
@@ -103,11 +105,18 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
         f"avatar bench runtime: {spec.preset.name} {stream.height}x{stream.width}, CPU fp32, "
         f"{cores} cores; starting the runtimes..."
     )
-    stages = time_stages(spec, args.chunks)
-    local = LocalRuntime(spec)
-    with DisaggregatedRuntime(spec, dit_ranks=args.dit_ranks) as disaggregated:
+    stages = {}
+    for threads in sorted({1, cores}, reverse=True):
+        torch.set_num_threads(threads)
+        stages[threads] = time_stages(spec, args.chunks, device=args.device)
+    torch.set_num_threads(cores)
+    local = LocalRuntime(spec, device=args.device)
+    layout = dict(dit_ranks=args.dit_ranks, decoder_threads=args.decoder_threads)
+    with DisaggregatedRuntime(
+        spec, dit_threads=args.dit_threads or None, **layout
+    ) as disaggregated:
         runtimes = {"single process": local, "disaggregated": disaggregated}
-        total = args.rounds * len(runtimes) * args.chunks
+        total = args.rounds * len(runtimes) * (args.chunks - 1)
         with tqdm(total=total, desc="chunks", unit="chunk") as bar:
             times = alternate(
                 runtimes, spec, chunks=args.chunks, rounds=args.rounds, on_chunk=bar.update
@@ -115,10 +124,11 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
         layout = disaggregated.settings
     duration = stream.chunk_duration_s
     print(f"  chunk duration: {duration * 1e3:.0f} ms ({stream.video_frames_per_chunk} frames)")
-    print(
-        f"  in-process stages ({cores} threads): DiT {stages.dit_s * 1e3:.1f} ms, "
-        f"decode + RGB {stages.decode_s * 1e3:.1f} ms per chunk"
-    )
+    for threads, st in stages.items():
+        print(
+            f"  in-process stages, {threads} thread(s): DiT {st.dit_s * 1e3:.1f} ms, "
+            f"decode + RGB {st.decode_s * 1e3:.1f} ms per chunk"
+        )
     print(
         f"  disaggregated: {layout.dit_ranks} DiT rank(s) x {layout.dit_threads} thread(s), "
         f"decoder x {layout.decoder_threads} thread(s), {layout.backend}"
@@ -188,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.add_argument("--chunks", type=int, default=24, help="chunks per session")
     runtime.add_argument("--rounds", type=int, default=3, help="alternating sessions per runtime")
     runtime.add_argument("--dit-ranks", type=int, default=1, help="sequence-parallel DiT ranks")
+    runtime.add_argument(
+        "--dit-threads", type=int, default=0, help="threads per DiT rank (0: the cores left)"
+    )
+    runtime.add_argument("--decoder-threads", type=int, default=1)
+    runtime.add_argument("--device", default="cpu", help="of the single-process runtime")
+    runtime.add_argument("--dtype", choices=DTYPES, default="fp32")
     runtime.set_defaults(func=cmd_bench_runtime)
     vae = bench_sub.add_parser("vae", help="VAE decode and encode time per chunk")
     vae.add_argument("--preset", default="tiny", help="the preset's VAE at its resolution")

@@ -59,3 +59,23 @@ def test_bad_arguments_exit_with_a_message():
         text=True,
     )
     assert result.returncode == 2 and "unknown preset 'nope'" in result.stderr
+
+
+def test_bench_runtime_compares_both_runtimes(capsys):
+    assert main(["bench", "runtime", "--chunks", "5", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"  (single process|disaggregated) +[\d.]+ms +([\d.]+)", out)
+    }
+    assert set(rows) == {"single process", "disaggregated"}
+    assert all(0 < ratio < 5 for ratio in rows.values())  # TTBC / chunk duration
+    assert "disaggregated / single process TTBC" in out
+    assert "in-process stages, 1 thread(s): DiT" in out
+
+
+def test_bench_vae_reports_decode_time(capsys):
+    assert main(["bench", "vae", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    decode = float(re.search(r"decode a 3-latent-frame chunk ([\d.]+) ms", out).group(1))
+    assert 0 < decode < 5000
