@@ -113,7 +113,8 @@ class DisaggregatedRuntime(Runtime):
         ]
         self._finalizer = weakref.finalize(self, _shutdown, self.procs, listener, workdir)
         self._listener = listener
-        self._speaking: deque[torch.Tensor] = deque()
+        self._speaking: deque[torch.Tensor] = deque()  # of chunks submitted, not yet received
+        self._in_session = False
         self.conns: list[Connection] = []
         try:
             deadline = time.monotonic() + start_timeout_s
@@ -130,10 +131,13 @@ class DisaggregatedRuntime(Runtime):
 
     def start_session(self, scene: SceneConditioning, *, seed: int = 0) -> None:
         scene.validate(self.spec.preset.dit, self.stream)
-        self._speaking.clear()
+        self.end_session()
         self._command(("start", scene, seed))
+        self._in_session = True
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
+        if not self._in_session:
+            raise RuntimeError("start_session() first")
         self._command(("chunk", features.cpu(), speaking.cpu()))
         self._speaking.append(speaking.cpu().bool())
 
@@ -154,9 +158,12 @@ class DisaggregatedRuntime(Runtime):
                 raise TimeoutError(f"no frames within {timeout} s")
 
     def end_session(self) -> None:
+        if not self._in_session:
+            return
         while self._speaking:  # frames already on their way are received and dropped
             self.receive()
         self._command(("end",))
+        self._in_session = False
 
     def close(self) -> None:
         if not self._finalizer.alive:

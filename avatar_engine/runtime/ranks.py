@@ -195,8 +195,11 @@ class DecoderRank:
         header = torch.zeros(HEADER, dtype=torch.int64, device=self.device)
         while True:
             dist.recv(header, self.source)
-            if header[0] == STOP:
+            kind = int(header[0])
+            if kind == STOP:
                 return
+            if kind != START:
+                raise RuntimeError(f"message kind {kind} from DiT rank 0 outside a session")
             self.stream(batch=int(header[1]))
 
     def stream(self, batch: int) -> None:

@@ -138,3 +138,21 @@ def test_a_failing_rank_reports_its_error():
         runtime.submit(FEATURES[:, :1, :3], speaking(0))  # one character's features for two
         with pytest.raises(RuntimeError, match=r"DiT rank 0 failed:(.|\n)*ValueError: features"):
             runtime.receive(timeout=30)
+
+
+@pytest.mark.parametrize("runtime_class", [LocalRuntime, DisaggregatedRuntime])
+def test_sessions_are_used_in_order(runtime_class, local_chunks):
+    options = {} if runtime_class is LocalRuntime else {"dit_threads": 1, "warmup": False}
+    with runtime_class(SPEC, **options) as runtime:
+        with pytest.raises(RuntimeError, match="start_session"):
+            runtime.submit(FEATURES[:, :, :3], speaking(0))
+        runtime.end_session()  # nothing to end: harmless
+        runtime.start_session(SCENE, seed=5)
+        runtime.submit(FEATURES[:, :, :3], speaking(0))
+        # a new session while one runs ends it first (its pending frames are dropped)
+        runtime.start_session(SCENE, seed=5)
+        runtime.submit(FEATURES[:, :, :3], speaking(0))
+        chunk = runtime.receive(timeout=60)
+    assert chunk.index == 0 and chunk.frames.shape == local_chunks[0].frames.shape
+    with pytest.raises(RuntimeError, match="no chunk is pending|closed"):
+        runtime.receive(timeout=1)
