@@ -99,6 +99,7 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
         preset=Preset.from_name(args.preset), dtype=getattr(torch, DTYPES[args.dtype])
     )
     stream = spec.preset.stream
+    duration = stream.chunk_duration_s
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
     print(
@@ -122,12 +123,13 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
                 runtimes, spec, chunks=args.chunks, rounds=args.rounds, on_chunk=bar.update
             )
         layout = disaggregated.settings
-    duration = stream.chunk_duration_s
     print(f"  chunk duration: {duration * 1e3:.0f} ms ({stream.video_frames_per_chunk} frames)")
     for threads, st in stages.items():
+        features = "n/a" if st.features_s is None else f"{st.features_s * 1e3:.1f} ms"
         print(
-            f"  in-process stages, {threads} thread(s): DiT {st.dit_s * 1e3:.1f} ms, "
-            f"decode + RGB {st.decode_s * 1e3:.1f} ms per chunk"
+            f"  in-process stages, {threads} thread(s): speech features {features}, "
+            f"DiT {st.dit_s * 1e3:.1f} ms, decode + RGB {st.decode_s * 1e3:.1f} ms per chunk; "
+            f"sum / chunk duration {st.total_s / duration:.3f}"
         )
     print(
         f"  disaggregated: {layout.dit_ranks} DiT rank(s) x {layout.dit_threads} thread(s), "

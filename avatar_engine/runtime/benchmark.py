@@ -1,6 +1,6 @@
 """`avatar bench runtime`: time between chunks, end to end (DiT + decode + RGB frames), for
 the single-process runtime and the disaggregated one, measured in alternating rounds of one
-run so both see the same machine."""
+run so both see the same machine; and each stage alone, speech features included."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from dataclasses import dataclass
 
 import torch
 
+from avatar_engine.audio.encoder import build_encoder
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.audio.stream import SpeechFeatureStream
 from avatar_engine.benchmark import WARMUP, bench_inputs, sync
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.session import StreamSession
 
 IN_FLIGHT = 2  # chunks submitted ahead, as a real-time caller keeps the pipeline fed
+SPEECH_RATE = 24000  # the audio LLM's output rate
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,34 @@ class RuntimeTimes:
 
 @dataclass(frozen=True)
 class StageTimes:
+    features_s: float | None  # mean speech-feature time per chunk from 24 kHz audio; None when
+    # the preset's encoder needs a checkpoint (wav2vec2)
     dit_s: float  # median DiT time per chunk (all denoising steps), in-process
     decode_s: float  # median decode + RGB conversion per chunk, in-process
 
+    @property
+    def total_s(self) -> float:
+        return (self.features_s or 0.0) + self.dit_s + self.decode_s
+
+
+def time_features(spec: EngineSpec, chunks: int, seed: int = 0) -> float | None:
+    """Speech features per chunk: 24 kHz audio pushed a chunk's duration at a time."""
+    preset = spec.preset
+    if preset.audio.encoder != "mel":
+        return None
+    geometry = FrameGeometry.of_preset(preset)
+    speech = SpeechFeatureStream(build_encoder(preset.audio, geometry), geometry)
+    gen = torch.Generator().manual_seed(seed)
+    piece = int(preset.stream.chunk_duration_s * SPEECH_RATE)
+    audio = torch.randn(chunks, piece, generator=gen) * 0.1
+    emitted, start = 0, time.perf_counter()
+    for samples in audio:
+        emitted += len(speech.push(samples.numpy(), SPEECH_RATE))
+    return (time.perf_counter() - start) / max(emitted, 1)
+
 
 def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int = 0) -> StageTimes:
-    """DiT and decoder separately, one after the other in this process."""
+    """Speech features, DiT and decoder separately, one after the other in this process."""
     stream, dev = spec.preset.stream, torch.device(device)
     scene, features = bench_inputs(spec.preset, seed)
     session = StreamSession(spec.build_dit(dev), stream, scene, seed=seed, vae=spec.build_vae(dev))
@@ -45,7 +71,11 @@ def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int
         session.decoder.decode(chunk)  # ends with the frames on the CPU: synchronised
         dit.append(middle - start)
         decode.append(time.perf_counter() - middle)
-    return StageTimes(statistics.median(dit[WARMUP:]), statistics.median(decode[WARMUP:]))
+    return StageTimes(
+        features_s=time_features(spec, chunks, seed),
+        dit_s=statistics.median(dit[WARMUP:]),
+        decode_s=statistics.median(decode[WARMUP:]),
+    )
 
 
 def time_runtime(

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from avatar_engine.config import VAEConfig
 from avatar_engine.vae import build_vae, load_vae, save_vae
 from avatar_engine.weights import WeightLoadError
-from tests.avatar_engine.test_vae import micro_vae_config, perturbed_vae
+from tests.avatar_engine.vae.test_vae import micro_vae_config, perturbed_vae
 from tests.conftest import relative_error
 
 MEAN = (0.3, -0.5, 0.1, 0.9)

@@ -39,7 +39,7 @@ FC = MICRO_STREAM.chunk_latent_frames
 SEED = 3
 COLLECTIVE_TIMEOUT_S = 20  # a rank whose peer died stops waiting after this
 RUN_TIMEOUT_S = 60  # the test kills both ranks and fails after this (a run takes a few seconds)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODULE = ".".join(Path(__file__).resolve().relative_to(ROOT).with_suffix("").parts)
 
 
