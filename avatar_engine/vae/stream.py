@@ -19,18 +19,10 @@ class VideoChunk:
     """One chunk of video, ready to show."""
 
     index: int  # chunk index in the stream
+    first_frame: int  # stream index of the chunk's first video frame
     frames: torch.Tensor  # [B, T, H, W, 3] uint8 RGB, on the CPU
     pts: torch.Tensor  # [T] float64 presentation time of each frame, seconds from stream start
     speaking: torch.Tensor  # [B, K] bool: who was speaking in this chunk
-
-    @property
-    def first_frame(self) -> int:
-        """Stream index of the chunk's first video frame."""
-        return int(round(float(self.pts[0]) * self.fps)) if len(self.pts) > 1 else 0
-
-    @property
-    def fps(self) -> float:
-        return 1.0 / float(self.pts[1] - self.pts[0])
 
 
 class ChunkDecoder:
@@ -62,6 +54,7 @@ class ChunkDecoder:
         frame_index = torch.arange(chunk.first_frame, chunk.first_frame + chunk.num_frames)
         return VideoChunk(
             index=chunk.index,
+            first_frame=chunk.first_frame,
             frames=frames,
             pts=frame_index.double() / self.fps,
             speaking=chunk.speaking.cpu(),

@@ -82,6 +82,7 @@ def no_leftover_processes():
 
 def test_local_runtime_frames_and_timestamps(local_chunks):
     assert [c.index for c in local_chunks] == list(range(CHUNKS))
+    assert [c.first_frame for c in local_chunks] == [0, 9, 21, 33]
     counts = [c.frames.shape[1] for c in local_chunks]
     assert counts == [9, 12, 12, 12]  # 1 + 4·(3 − 1) for chunk 0, 4·3 after
     pts = torch.cat([c.pts for c in local_chunks])
@@ -97,7 +98,7 @@ def test_disaggregated_equals_local(local_chunks):
         second = stream(runtime)  # a second session on the same ranks starts afresh
     for chunks in (first, second):
         for got, want in zip(chunks, local_chunks, strict=True):
-            assert got.index == want.index
+            assert (got.index, got.first_frame) == (want.index, want.first_frame)
             assert torch.equal(got.frames, want.frames)
             assert torch.equal(got.pts, want.pts)
             assert torch.equal(got.speaking, want.speaking)
