@@ -97,14 +97,16 @@ class DecoderLink:
 
 
 class DitRank:
-    def __init__(self, conn: Connection, spec: EngineSpec, settings: Settings, rank: int, group):
-        self.conn, self.spec, self.settings, self.rank, self.group = (
-            conn,
-            spec,
-            settings,
-            rank,
-            group,
-        )
+    def __init__(
+        self,
+        conn: Connection,
+        spec: EngineSpec,
+        settings: Settings,
+        rank: int,
+        group: dist.ProcessGroup,  # the DiT ranks
+    ):
+        self.conn, self.spec, self.settings = conn, spec, settings
+        self.rank, self.group = rank, group
         self.device = torch.device(settings.devices[rank])
         self.model = spec.build_dit(self.device)
         self.link = DecoderLink(spec, settings, self.device) if rank == 0 else None
