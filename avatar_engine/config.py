@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+T = TypeVar("T")
 WAN_PATCH = (1, 2, 2)
 WAN_VAE_STRIDE = (4, 8, 8)
 
@@ -11,6 +13,13 @@ WAN_VAE_STRIDE = (4, 8, 8)
 def _derive(obj: object, **values: object) -> None:
     for name, value in values.items():
         object.__setattr__(obj, name, value)
+
+
+def _named(table: dict[str, T], name: str, what: str) -> T:
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}; known {what}s: {', '.join(table)}") from None
 
 
 @dataclass(frozen=True)
@@ -155,11 +164,7 @@ class VAEConfig:
 
     @classmethod
     def from_name(cls, name: str) -> VAEConfig:
-        try:
-            return VAE_PRESETS[name]
-        except KeyError:
-            known = ", ".join(VAE_PRESETS)
-            raise ValueError(f"unknown VAE preset {name!r}; known VAE presets: {known}") from None
+        return _named(VAE_PRESETS, name, "VAE preset")
 
 
 @dataclass(frozen=True)
@@ -271,11 +276,7 @@ class Preset:
 
     @classmethod
     def from_name(cls, name: str) -> Preset:
-        try:
-            return PRESETS[name]
-        except KeyError:
-            known = ", ".join(PRESETS)
-            raise ValueError(f"unknown preset {name!r}; known presets: {known}") from None
+        return _named(PRESETS, name, "preset")
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {
