@@ -157,3 +157,14 @@ def test_sessions_are_used_in_order(runtime_class, local_chunks):
     assert chunk.index == 0 and chunk.frames.shape == local_chunks[0].frames.shape
     with pytest.raises(RuntimeError, match="no chunk is pending|closed"):
         runtime.receive(timeout=1)
+
+
+def test_a_rank_failing_at_start_up_is_reported(tmp_path):
+    missing = str(tmp_path / "missing.safetensors")
+    spec = EngineSpec(preset=SPEC.preset, dit_weights=(missing,))
+    start = time.monotonic()
+    with pytest.raises(
+        RuntimeError, match=r"DiT rank 0 failed:(.|\n)*missing.safetensors does not"
+    ):
+        DisaggregatedRuntime(spec, dit_threads=1, warmup=False)
+    assert time.monotonic() - start < 30
