@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from avatar_engine.cache import StreamCache
-from avatar_engine.config import StreamConfig
+from avatar_engine.config import DiTConfig, StreamConfig
 from avatar_engine.model.audio import AudioConditioning
 from avatar_engine.model.dit import WanDiT
 from avatar_engine.model.rope import RopeTable
@@ -16,6 +16,11 @@ from avatar_engine.sampling import FewStepSampler
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.vae.model import WanVAE
 from avatar_engine.vae.stream import ChunkDecoder, VideoChunk
+
+
+def chunk_latent_shape(cfg: DiTConfig, stream: StreamConfig, batch: int) -> tuple[int, ...]:
+    """[B, z, Fc, h, w]: one chunk's latents."""
+    return (batch, cfg.out_dim, stream.chunk_latent_frames, stream.latent_h, stream.latent_w)
 
 
 @dataclass(frozen=True)
@@ -75,13 +80,7 @@ class StreamSession:
             self.face_masks = scene.face_masks.to(self.device)
             self.cache = self.new_cache(batch=scene.batch, device=self.device, dtype=param.dtype)
         self.decoder = None if vae is None else ChunkDecoder(vae, stream.fps)
-        self.latent_shape = (
-            scene.batch,
-            cfg.out_dim,
-            stream.chunk_latent_frames,
-            stream.latent_h,
-            stream.latent_w,
-        )
+        self.latent_shape = chunk_latent_shape(cfg, stream, scene.batch)
 
     def window_slots(self, tables: tuple[RopeTable, ...]) -> tuple[RopeTable, ...]:
         """The slot RoPE tables as the windows use them (reordered by parallel sessions)."""

@@ -51,10 +51,6 @@ class SpeechFeatureStream:
         """Audio a chunk needs beyond its own end: 2 latent frames."""
         return self.geometry.lookahead_s
 
-    @property
-    def next_chunk(self) -> int:
-        return self._next
-
     def push(
         self, audio: bytes | np.ndarray | torch.Tensor, sample_rate: int, *, channels: int = 1
     ) -> list[ChunkFeatures]:

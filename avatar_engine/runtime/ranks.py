@@ -20,7 +20,7 @@ from avatar_engine.runtime.messages import receive, send
 from avatar_engine.runtime.sequence_parallel import SequenceParallelSession
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.session import LatentChunk, StreamSession
+from avatar_engine.session import LatentChunk, StreamSession, chunk_latent_shape
 from avatar_engine.vae.stream import ChunkDecoder
 
 # Header of every message from DiT rank 0 to the decoder: [kind, a, b, c].
@@ -55,9 +55,7 @@ def role(rank: int, settings: Settings) -> str:
 
 
 def latent_shape(spec: EngineSpec, batch: int) -> tuple[int, ...]:
-    stream = spec.preset.stream
-    z = spec.preset.dit.out_dim
-    return (batch, z, stream.chunk_latent_frames, stream.latent_h, stream.latent_w)
+    return chunk_latent_shape(spec.preset.dit, spec.preset.stream, batch)
 
 
 class DecoderLink:
