@@ -51,6 +51,10 @@ class DiTConfig:
     audio_attn_dim: int = 2560  # inner width of the per-block audio cross-attention
     audio_heads: int = 20
     max_characters: int = 4
+    # The reference latent conditions every latent frame (mask 1 still marks only frame 0),
+    # not just the first as in Wan I2V: a small model trained from scratch then keeps the
+    # identity without having to learn to copy it through attention.
+    reference_every_frame: bool = False
     # derived
     head_dim: int = field(init=False)
     rope_split: tuple[int, int, int] = field(init=False)  # complex pairs for (time, height, width)
@@ -316,6 +320,7 @@ PRESETS: dict[str, Preset] = {
                 audio_token_dim=128,
                 audio_attn_dim=256,
                 audio_heads=4,
+                reference_every_frame=True,
             ),
             stream=StreamConfig(height=128, width=128),
             audio=AudioConfig(encoder="mel", feature_dim=64),

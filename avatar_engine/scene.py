@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from avatar_engine.config import DiTConfig, StreamConfig
+from avatar_engine.vae.model import WanVAE
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,56 @@ def face_mask_from_box(
             f"face box {box} covers no token of the {stream.grid_h}x{stream.grid_w} grid"
         )
     return mask
+
+
+def fit_image(image: torch.Tensor, stream: StreamConfig) -> torch.Tensor:
+    """Centre-crop an image to the stream's aspect ratio and resize it to the stream's size.
+
+    Args:
+        image: [H, W, 3] uint8 RGB, any size.
+
+    Returns:
+        [height, width, 3] uint8.
+    """
+    if image.dim() != 3 or image.shape[2] != 3 or image.dtype != torch.uint8:
+        raise ValueError(f"an image is [H, W, 3] uint8 RGB, got {tuple(image.shape)} {image.dtype}")
+    h, w = image.shape[:2]
+    target = stream.width / stream.height
+    crop_h, crop_w = (h, round(h * target)) if w / h > target else (round(w / target), w)
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    x = image[top : top + crop_h, left : left + crop_w].permute(2, 0, 1)[None].float()
+    x = torch.nn.functional.interpolate(
+        x, size=(stream.height, stream.width), mode="bicubic", antialias=True, align_corners=False
+    )  # [1, 3, height, width]
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
+
+
+def scene_from_image(
+    vae: WanVAE,
+    cfg: DiTConfig,
+    stream: StreamConfig,
+    image: torch.Tensor,
+    face_boxes: list[tuple[float, float, float, float]],
+) -> SceneConditioning:
+    """The scene of one picture with a character per face box (training and the app alike).
+
+    Args:
+        image: [height, width, 3] uint8 RGB at the stream's size (see fit_image).
+        face_boxes: per character, (x0, y0, x1, y1) as fractions of the frame.
+    """
+    if tuple(image.shape) != (stream.height, stream.width, 3):
+        raise ValueError(
+            f"the picture is {tuple(image.shape)}; this stream needs "
+            f"({stream.height}, {stream.width}, 3): fit_image() it first"
+        )
+    param = vae.conv1.weight
+    pixels = image.permute(2, 0, 1)[None].to(param.device, torch.float32) / 127.5 - 1.0
+    with torch.inference_mode():
+        reference = vae.encode_image(pixels.to(param.dtype)).float()  # [1, z, h, w]
+    masks = torch.stack([face_mask_from_box(stream, box) for box in face_boxes])
+    return SceneConditioning(
+        reference_latent=reference,
+        face_masks=masks[None].to(reference.device),  # [1, K, gh, gw]
+        context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
+        blank_latent=reference if cfg.reference_every_frame else None,
+    )
