@@ -290,7 +290,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     # a 3-latent-frame chunk decodes to 12 frames of 128x128 in about 60 ms on one CPU core
     # (avatar bench vae). Trained in this project, so its latent statistics start as the identity.
     "tiny": VAEConfig(
-        base_dim=4,
+        base_dim=8,
         dim_mult=(1, 2, 4, 8),
         num_res_blocks=1,
         decoder_res_blocks=1,
@@ -307,10 +307,10 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="tiny",
             dit=DiTConfig(
-                dim=256,
-                ffn_dim=1024,
-                num_heads=4,
-                num_layers=8,
+                dim=128,
+                ffn_dim=512,
+                num_heads=2,
+                num_layers=6,
                 text_dim=64,
                 text_len=8,
                 audio_feature_dim=64,

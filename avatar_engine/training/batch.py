@@ -1,0 +1,93 @@
+"""Clips as DiT inputs: latents, reference channels, routed speech and face masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from avatar_engine.audio.encoder import SpeechEncoder
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.config import Preset
+from avatar_engine.model.audio import AudioConditioning
+from avatar_engine.scene import face_mask_from_box
+from avatar_engine.training.data.clips import Clip
+from avatar_engine.training.data.pool import pixels
+from avatar_engine.training.features import clip_windows
+from avatar_engine.vae.model import WanVAE
+
+TRAIN_CHARACTERS = 2  # every example is padded to this many characters (a missing one has an
+# empty face mask, so it touches no token)
+
+
+@dataclass(frozen=True)
+class LatentClip:
+    """A clip ready for the DiT (its video already through the VAE)."""
+
+    latents: torch.Tensor  # [z, F, h, w]
+    reference: torch.Tensor  # [z, h, w] latent of the still picture
+    audio: torch.Tensor  # [S] 16 kHz speech of the speaker
+    speaker: int | None
+    speaking: torch.Tensor  # [K, F] bool
+    face_masks: torch.Tensor  # [K, gh, gw]
+    kind: str
+
+
+def encode_clip(vae: WanVAE, clip: Clip, preset: Preset) -> LatentClip:
+    """Encode a clip (video uint8 or float) with the trained VAE."""
+    video = clip.video if clip.video.dtype == torch.uint8 else (clip.video * 255).round()
+    with torch.no_grad():
+        latents = vae.encode_video(pixels(video.to(torch.uint8)).transpose(0, 1)[None])[0]
+        reference = vae.encode_image(pixels((clip.reference * 255).round().to(torch.uint8))[None])
+    k = len(clip.face_boxes)
+    masks = torch.zeros(TRAIN_CHARACTERS, preset.stream.grid_h, preset.stream.grid_w)
+    masks[:k] = torch.stack([face_mask_from_box(preset.stream, b) for b in clip.face_boxes])
+    speaking = torch.zeros(TRAIN_CHARACTERS, latents.shape[1], dtype=torch.bool)
+    speaking[:k] = clip.speaking_latents
+    return LatentClip(latents, reference[0], clip.audio, clip.speaker, speaking, masks, clip.kind)
+
+
+@dataclass(frozen=True)
+class DiTInputs:
+    x1: torch.Tensor  # [B, z, F, h, w] clean latents
+    cond: torch.Tensor  # [B, stride + z, F, h, w] mask + reference channels
+    audio: AudioConditioning
+    context: torch.Tensor  # [B, Lt, text_dim] zeros (the embedded model has no text)
+
+
+def reference_cond(reference: torch.Tensor, frames: int, stride: int, every_frame: bool):
+    """[B, stride + z, F, h, w]: mask 1 on frame 0; the reference on frame 0 (or on all)."""
+    b, z, h, w = reference.shape
+    mask = torch.zeros(b, stride, frames, h, w)
+    mask[:, :, 0] = 1
+    ref = reference[:, :, None].expand(-1, -1, frames, -1, -1)
+    if not every_frame:
+        ref = torch.cat([ref[:, :, :1], torch.zeros_like(ref[:, :, 1:])], dim=2)
+    return torch.cat([mask, ref], dim=1)
+
+
+def dit_inputs(
+    clips: list[LatentClip], encoder: SpeechEncoder, geometry: FrameGeometry, preset: Preset
+) -> DiTInputs:
+    """Batch clips; speech features go through the encoder here, with gradients."""
+    cfg = preset.dit
+    x1 = torch.stack([c.latents for c in clips])
+    frames = x1.shape[2]
+    cond = reference_cond(
+        torch.stack([c.reference for c in clips]),
+        frames,
+        cfg.temporal_stride,
+        cfg.reference_every_frame,
+    )
+    wave = torch.stack([c.audio for c in clips])
+    speech = clip_windows(encoder, geometry, wave, frames)  # [B, F, W, Da]
+    features = torch.zeros(len(clips), TRAIN_CHARACTERS, *speech.shape[1:])
+    for b, clip in enumerate(clips):
+        if clip.speaker is not None:
+            features[b, clip.speaker] = speech[b]
+    audio = AudioConditioning(
+        features=features,
+        speaking=torch.stack([c.speaking for c in clips]),
+        face_masks=torch.stack([c.face_masks for c in clips]),
+    )
+    return DiTInputs(x1, cond, audio, torch.zeros(len(clips), cfg.text_len, cfg.text_dim))

@@ -1,0 +1,1 @@
+"""Synthetic talking-head data, deterministic from a seed: portraits, speech and motion."""

@@ -1,0 +1,225 @@
+"""Portraits to animate: procedurally drawn characters and real photos shipped inside Python
+packages, each with where its face, mouth and eyes are (fractions of the frame)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) fractions of the frame
+
+
+@dataclass(frozen=True)
+class Portrait:
+    """One character's picture at the stream's size, and its landmarks."""
+
+    image: torch.Tensor  # [H, W, 3] float in [0, 1]
+    face_box: Box
+    mouth: tuple[float, float, float]  # centre x, centre y, half width (fractions)
+    eyes: tuple[tuple[float, float, float], ...]  # per eye: centre x, centre y, half width
+    source: str  # "drawn", "lfw", "astronaut", ...
+
+
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ys = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    return ys[:, None].expand(size, size), ys[None, :].expand(size, size)  # y [H, W], x [H, W]
+
+
+def _ellipse(y, x, cy, cx, ry, rx, soft: float = 0.006) -> torch.Tensor:
+    """Anti-aliased coverage of an ellipse, [H, W] in [0, 1]."""
+    d = torch.sqrt(((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2)  # 1 on the rim
+    return ((1 - d) * min(ry, rx) / soft).clamp(0, 1)
+
+
+def _paint(canvas: torch.Tensor, coverage: torch.Tensor, color) -> None:
+    canvas.mul_(1 - coverage[..., None]).add_(coverage[..., None] * torch.tensor(color))
+
+
+def _background(rng: np.random.Generator, size: int) -> torch.Tensor:
+    y, x = _grid(size)
+    a, b = rng.uniform(0.1, 0.95, 3), rng.uniform(0.1, 0.95, 3)
+    angle = rng.uniform(0, np.pi)
+    t = (np.cos(angle) * x + np.sin(angle) * y).clamp(0, 1)[..., None]
+    return torch.tensor(a, dtype=torch.float32) * (1 - t) + torch.tensor(b, dtype=torch.float32) * t
+
+
+SKIN = ((0.98, 0.84, 0.72), (0.9, 0.72, 0.55), (0.72, 0.52, 0.36), (0.48, 0.32, 0.2),
+        (0.62, 0.85, 0.55), (0.7, 0.75, 0.95))  # fmt: skip
+
+
+def draw_portrait(rng: np.random.Generator, size: int, *, box: Box | None = None) -> Portrait:
+    """A cartoon head with a closed mouth (motion opens it), inside `box` or a random one."""
+    canvas = _background(rng, size)
+    y, x = _grid(size)
+    if box is None:
+        w = rng.uniform(0.42, 0.62)
+        cx, cy = rng.uniform(0.5 - (0.5 - w / 2) * 0.4, 0.5 + (0.5 - w / 2) * 0.4), 0.5
+        box = (cx - w / 2, cy - w * 0.62, cx + w / 2, cy + w * 0.62)
+    x0, y0, x1, y1 = box
+    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    skin = np.clip(np.array(SKIN[rng.integers(len(SKIN))]) + rng.normal(0, 0.04, 3), 0, 1)
+    hair = rng.uniform(0.0, 0.8, 3) * rng.uniform(0.2, 1.0)
+    _paint(canvas, _ellipse(y, x, cy + 0.55 * ry, cx, 0.6 * ry, 0.55 * rx), rng.uniform(0, 1, 3))
+    _paint(canvas, _ellipse(y, x, cy - 0.12 * ry, cx, 1.02 * ry, 1.04 * rx), hair)  # hair
+    for side in (-1, 1):  # ears
+        _paint(canvas, _ellipse(y, x, cy, cx + side * 0.95 * rx, 0.2 * ry, 0.13 * rx), skin)
+    _paint(canvas, _ellipse(y, x, cy + 0.05 * ry, cx, 0.92 * ry, 0.9 * rx), skin)  # face
+    if rng.random() < 0.5:  # fringe
+        _paint(canvas, _ellipse(y, x, cy - 0.85 * ry, cx, 0.3 * ry, 0.85 * rx), hair)
+    eye_y, eye_dx, eye_r = cy - 0.12 * ry, rng.uniform(0.3, 0.42) * rx, rng.uniform(0.1, 0.16)
+    eyes = []
+    iris = rng.uniform(0, 0.7, 3)
+    for side in (-1, 1):
+        ex = cx + side * eye_dx
+        _paint(canvas, _ellipse(y, x, eye_y, ex, eye_r * 0.7 * ry, eye_r * rx), (0.97,) * 3)
+        _paint(canvas, _ellipse(y, x, eye_y, ex, eye_r * 0.45 * ry, eye_r * 0.45 * rx), iris)
+        _paint(canvas, _ellipse(y, x, eye_y - eye_r * 0.9 * ry, ex, 0.03 * ry, eye_r * rx), hair)
+        eyes.append((ex, eye_y, eye_r * rx))
+    if rng.random() < 0.3:  # glasses
+        for side in (-1, 1):
+            ring = _ellipse(y, x, eye_y, cx + side * eye_dx, 0.2 * ry, 0.19 * rx)
+            inner = _ellipse(y, x, eye_y, cx + side * eye_dx, 0.17 * ry, 0.16 * rx)
+            _paint(canvas, (ring - inner).clamp(0, 1), (0.1, 0.1, 0.1))
+    shade = tuple(np.clip(skin * 0.8, 0, 1))
+    _paint(canvas, _ellipse(y, x, cy + 0.2 * ry, cx, 0.16 * ry, 0.07 * rx), shade)  # nose
+    mouth_y, mouth_w = cy + rng.uniform(0.45, 0.55) * ry, rng.uniform(0.25, 0.4) * rx
+    lips = np.clip(skin * np.array([0.85, 0.5, 0.5]), 0, 1)
+    _paint(canvas, _ellipse(y, x, mouth_y, cx, 0.035 * ry + 0.01, mouth_w), lips)
+    return Portrait(canvas.clamp(0, 1), box, (cx, mouth_y, mouth_w), tuple(eyes), "drawn")
+
+
+@cache
+def _lfw_faces() -> np.ndarray:
+    from skimage import data
+
+    return data.lfw_subset()[:100]  # [100, 25, 25] grey faces; the rest are non-faces
+
+
+def lfw_portrait(rng: np.random.Generator, size: int, index: int) -> Portrait:
+    """A real face from scikit-image's LFW subset, tinted, on a drawn background."""
+    face = torch.tensor(_lfw_faces()[index], dtype=torch.float32)
+    side = int(size * rng.uniform(0.55, 0.8))
+    face = torch.nn.functional.interpolate(
+        face[None, None], size=(side, side), mode="bicubic", align_corners=False
+    )[0, 0].clamp(0, 1)
+    tint = torch.tensor(np.clip(np.array(SKIN[rng.integers(4)]) * 1.15, 0, 1), dtype=torch.float32)
+    canvas = _background(rng, size)
+    top = int(rng.integers(size // 10, size - side + 1))
+    left = int(rng.integers(0, size - side + 1))
+    y, x = _grid(side)
+    alpha = _ellipse(y, x, 0.5, 0.5, 0.56, 0.5, soft=0.08)[..., None]  # round off the crop
+    patch = face[..., None] * tint
+    region = canvas[top : top + side, left : left + side]
+    canvas[top : top + side, left : left + side] = region * (1 - alpha) + patch * alpha
+    f = side / size
+    fx, fy = left / size, top / size
+    return Portrait(
+        canvas,
+        (fx + 0.05 * f, fy, fx + 0.95 * f, fy + f),
+        (fx + 0.5 * f, fy + 0.8 * f, 0.17 * f),
+        ((fx + 0.33 * f, fy + 0.4 * f, 0.09 * f), (fx + 0.67 * f, fy + 0.4 * f, 0.09 * f)),
+        "lfw",
+    )
+
+
+def photo_portrait(
+    image: np.ndarray, face: tuple[int, int, int], size: int, *, zoom: float, shift=(0.0, 0.0)
+) -> Portrait:
+    """Crop a photo around a detected face (row, col, side in pixels) and resize it.
+
+    zoom is the face's width as a fraction of the crop; shift moves the crop (face widths).
+    """
+    row, col, side = face
+    crop = side / zoom
+    cy = row + side * (0.55 + shift[1])
+    cx = col + side * (0.5 + shift[0])
+    top, left = int(round(cy - crop / 2)), int(round(cx - crop / 2))
+    pad = int(crop)
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    patch = padded[top + pad : top + pad + int(crop), left + pad : left + pad + int(crop)]
+    pixels = torch.tensor(patch, dtype=torch.float32).permute(2, 0, 1)[None] / 255
+    pixels = torch.nn.functional.interpolate(
+        pixels, size=(size, size), mode="bicubic", antialias=True, align_corners=False
+    )[0].permute(1, 2, 0)
+
+    def fx(c: float) -> float:
+        return (c - left) / crop
+
+    def fy(r: float) -> float:
+        return (r - top) / crop
+
+    return Portrait(
+        pixels.clamp(0, 1),
+        (fx(col), fy(row), fx(col + side), fy(row + side * 1.1)),
+        (fx(col + side * 0.5), fy(row + side * 0.8), 0.18 * side / crop),
+        tuple(
+            (fx(col + side * ex), fy(row + side * 0.42), 0.09 * side / crop) for ex in (0.3, 0.7)
+        ),
+        "photo",
+    )
+
+
+@cache
+def _face_detector():
+    from skimage import data, feature
+
+    return feature.Cascade(data.lbp_frontal_face_cascade_filename())
+
+
+def detect_faces(image: np.ndarray, *, min_fraction: float = 0.08) -> list[tuple[int, int, int]]:
+    """Frontal faces in an RGB uint8 image as (row, col, side), largest first (scikit-image's
+    LBP cascade)."""
+    from skimage.color import rgb2gray
+
+    small = min(image.shape[:2])
+    found = _face_detector().detect_multi_scale(
+        img=rgb2gray(image),
+        scale_factor=1.2,
+        step_ratio=1,
+        min_size=(int(small * min_fraction),) * 2,
+        max_size=(small, small),
+    )
+    boxes = [(d["r"], d["c"], d["width"]) for d in found]
+    return sorted(boxes, key=lambda b: -b[2])
+
+
+@cache
+def named_photo(name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A real photo shipped with a Python package, and its largest face."""
+    if name == "astronaut":
+        from skimage import data
+
+        image = data.astronaut()
+    elif name == "grace_hopper":
+        from matplotlib import cbook
+        from PIL import Image
+
+        with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
+            image = np.asarray(im.convert("RGB"))
+    else:
+        raise ValueError(f"unknown photo {name!r}; known: astronaut, grace_hopper")
+    faces = detect_faces(image)
+    if not faces:
+        raise RuntimeError(f"no face found in {name}")
+    return image, faces[0]
+
+
+TRAIN_PHOTOS = ("astronaut",)
+HELD_OUT_PHOTO = "grace_hopper"  # never used in training: the evaluation's unseen real photo
+LFW_TRAIN = range(0, 90)  # LFW faces 90..99 are held out for evaluation
+
+
+def random_portrait(rng: np.random.Generator, size: int, *, held_out: bool = False) -> Portrait:
+    """A training (or, with held_out, an evaluation) portrait of any source."""
+    kind = rng.random()
+    if kind < 0.45:
+        return draw_portrait(rng, size)
+    if kind < 0.8:
+        pool = range(90, 100) if held_out else LFW_TRAIN
+        return lfw_portrait(rng, size, int(rng.choice(pool)))
+    image, face = named_photo(HELD_OUT_PHOTO if held_out else TRAIN_PHOTOS[0])
+    shift = tuple(rng.uniform(-0.15, 0.15, 2))
+    return photo_portrait(image, face, size, zoom=rng.uniform(0.4, 0.6), shift=shift)

@@ -1,0 +1,141 @@
+"""Stage 3: distil the teacher into the sparse-causal 2-step student.
+
+Two losses, mixed:
+- regression on the teacher's ODE: at each student step time t_s the student, given the ODE's
+  x_{t_s} (or, with a probability that grows over training, its own renoised previous
+  prediction: the samples the student generates), predicts the ODE's endpoint;
+- DMD: the student's 2-step sample is pushed along (fake score - real score), the real score
+  being the teacher and the fake score a copy of it trained online on the student's samples.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from avatar_engine.config import Preset
+from avatar_engine.sampling import interpolate
+from avatar_engine.training.batch import DiTInputs, dit_inputs
+from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
+from avatar_engine.training.teacher import (
+    TEACHER_CHUNKS,
+    Speaker,
+    flow_matching_loss,
+    latent_pool,
+    velocity,
+)
+from avatar_engine.vae.model import WanVAE
+
+ODE_STEPS = 8  # Euler steps of the teacher's ODE (its grid contains the student's times)
+
+
+@torch.no_grad()
+def teacher_ode(teacher, inputs: DiTInputs, x0: torch.Tensor, times: tuple[float, ...]):
+    """Euler-integrate the teacher from noise; returns (x at each student time, endpoint)."""
+    grid = [i / ODE_STEPS for i in range(ODE_STEPS)]
+    missing = [t for t in times if t not in grid]
+    if missing:
+        raise ValueError(f"student times {missing} are not on the {ODE_STEPS}-step ODE grid")
+    x, at = x0, {}
+    for t in grid:
+        if t in times:
+            at[t] = x
+        tt = torch.full((x.shape[0],), t)
+        x = x + (1 / ODE_STEPS) * velocity(teacher, inputs, x, tt, window="bidirectional")
+    return [at[t] for t in times], x
+
+
+def student_data(student, inputs: DiTInputs, x: torch.Tensor, t: float) -> torch.Tensor:
+    """The student's data prediction at flow time t (sparse-causal, as it streams)."""
+    tt = torch.full((x.shape[0],), t)
+    return x + (1 - t) * velocity(student, inputs, x, tt, window="sparse_causal")
+
+
+def dmd_loss(teacher, fake, inputs: DiTInputs, sample: torch.Tensor) -> torch.Tensor:
+    """Distribution matching: move the sample along the difference of the two scores."""
+    with torch.no_grad():
+        t = torch.rand(sample.shape[0]) * 0.96 + 0.02
+        noise = torch.randn_like(sample)
+        xt = interpolate(sample, noise, t.view(-1, 1, 1, 1, 1))
+        scale = (1 - t).view(-1, 1, 1, 1, 1)
+        real = xt + scale * velocity(teacher, inputs, xt, t, window="bidirectional")
+        fake_data = xt + scale * velocity(fake, inputs, xt, t, window="bidirectional")
+        weight = (sample - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp(min=1e-3)
+        target = sample - (fake_data - real) / weight
+    return 0.5 * (sample - target).square().mean()
+
+
+def train_student(
+    preset: Preset,
+    vae: WanVAE,
+    teacher: Speaker,
+    run_dir: Path | str,
+    *,
+    steps: int,
+    dmd_weight: float = 0.0,
+    batch: int = 1,
+    lr: float = 2e-4,
+    fake_lr: float = 2e-4,
+    max_self_mix: float = 0.5,
+    seed: int = 0,
+    pool_size: int = 200,
+    chunks: int = TEACHER_CHUNKS,
+) -> Speaker:
+    """Distil (or resume). dmd_weight 0 is pure ODE regression."""
+    torch.manual_seed(seed)
+    teacher = teacher.eval().requires_grad_(False)
+    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    student.encoder.requires_grad_(False)  # the teacher's speech encoder is kept as is
+    fake = copy.deepcopy(teacher.dit).train().requires_grad_(True)
+    opt = torch.optim.AdamW(student.dit.parameters(), lr=lr, weight_decay=0.01)
+    fake_opt = torch.optim.AdamW(fake.parameters(), lr=fake_lr, weight_decay=0.01)
+    loop = TrainLoop(
+        run_dir,
+        modules={"student": student, "fake": fake},
+        optimizers={"student": opt, "fake": fake_opt},
+        total=steps,
+        desc="student",
+    )
+    pool, geometry = latent_pool(vae.eval(), preset, seed + 7, chunks, pool_size)
+    times = tuple(preset.stream.denoise_times)
+
+    def step(i: int) -> dict[str, float]:
+        set_lr(opt, cosine_lr(i, steps, peak=lr))
+        with torch.no_grad():
+            inputs = dit_inputs(pool.sample(batch), teacher.encoder, geometry, preset)
+        x0 = torch.randn_like(inputs.x1)
+        starts, endpoint = teacher_ode(teacher.dit, inputs, x0, times)
+        self_mix = max_self_mix * min(1.0, i / max(1, steps // 2))
+        regression = torch.zeros(())
+        previous = None
+        for s, t in enumerate(times):
+            x = starts[s]
+            if previous is not None and torch.rand(()) < self_mix:
+                x = interpolate(previous.detach(), torch.randn_like(x), t)  # its own sample
+            previous = student_data(student.dit, inputs, x, t)
+            regression = regression + (previous - endpoint).square().mean() / len(times)
+        losses = {"regression": regression}
+        loss = regression
+        if dmd_weight > 0:
+            losses["dmd"] = dmd_loss(teacher.dit, fake, inputs, previous)
+            loss = loss + dmd_weight * losses["dmd"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.dit.parameters(), 1.0)
+        opt.step()
+        if dmd_weight > 0:  # the fake score follows the student's current samples
+            fake_inputs = DiTInputs(previous.detach(), inputs.cond, inputs.audio, inputs.context)
+            fake_loss = flow_matching_loss(fake, fake_inputs, window="bidirectional")
+            fake_opt.zero_grad(set_to_none=True)
+            fake_loss.backward()
+            fake_opt.step()
+            losses["fake_score"] = fake_loss
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["student_vs_data"] = float((previous.detach() - inputs.x1).square().mean())
+        out["teacher_vs_data"] = float((endpoint - inputs.x1).square().mean())
+        return out
+
+    loop.run(step)
+    return student.eval()

@@ -1,0 +1,118 @@
+"""Stage 2: the bidirectional flow-matching teacher over clips of 7 chunks (the paper's Eq. 3:
+E ||v_theta(x_t, t, c) - (x1 - x0)||^2 with x_t = t·x1 + (1 - t)·x0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avatar_engine.audio.encoder import build_encoder
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.config import Preset
+from avatar_engine.model.dit import WanDiT
+from avatar_engine.sampling import (
+    interpolate,
+    model_timestep,
+    target_velocity,
+    velocity_from_output,
+)
+from avatar_engine.training.batch import DiTInputs, dit_inputs, encode_clip
+from avatar_engine.training.data.pool import ClipPool
+from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
+from avatar_engine.vae.model import WanVAE
+from avatar_engine.weights import random_dit
+
+TEACHER_CHUNKS = 7
+
+
+class Speaker(nn.Module):
+    """The DiT and its learned speech encoder, trained together and saved together."""
+
+    def __init__(self, dit: WanDiT, encoder: nn.Module):
+        super().__init__()
+        self.dit, self.encoder = dit, encoder
+
+
+def velocity(
+    dit: WanDiT, inputs: DiTInputs, x: torch.Tensor, t: torch.Tensor, *, window: str
+) -> torch.Tensor:
+    """The flow velocity at x_t; t: [B] flow time (0 = noise)."""
+    out = dit.forward_clip(
+        x,
+        inputs.cond,
+        model_timestep(t),
+        context=inputs.context,
+        audio=inputs.audio,
+        window=window,
+    )
+    return velocity_from_output(out)
+
+
+def flow_matching_loss(dit: WanDiT, inputs: DiTInputs, *, window: str) -> torch.Tensor:
+    x1 = inputs.x1
+    x0 = torch.randn_like(x1)
+    t = torch.sigmoid(torch.randn(x1.shape[0]))  # logit-normal flow times
+    xt = interpolate(x1, x0, t.view(-1, 1, 1, 1, 1))
+    return (velocity(dit, inputs, xt, t, window=window) - target_velocity(x1, x0)).square().mean()
+
+
+def latent_pool(
+    vae: WanVAE, preset: Preset, seed: int, chunks: int, capacity: int, refresh_every: int = 4
+) -> tuple[ClipPool, FrameGeometry]:
+    geometry = FrameGeometry.of_preset(preset)
+    frames = chunks * preset.stream.chunk_latent_frames
+    pool = ClipPool(
+        seed,
+        geometry=geometry,
+        size=preset.stream.height,
+        latent_frames=frames,
+        capacity=capacity,
+        transform=lambda clip: encode_clip(vae, clip, preset),
+    )
+    return pool, geometry
+
+
+def new_speaker(preset: Preset, seed: int) -> Speaker:
+    geometry = FrameGeometry.of_preset(preset)
+    dit = random_dit(preset.dit, device="cpu", dtype=torch.float32, seed=seed)
+    return Speaker(dit, build_encoder(preset.audio, geometry))
+
+
+def train_teacher(
+    preset: Preset,
+    vae: WanVAE,
+    run_dir: Path | str,
+    *,
+    steps: int,
+    batch: int = 2,
+    lr: float = 5e-4,
+    seed: int = 0,
+    pool_size: int = 200,
+    chunks: int = TEACHER_CHUNKS,
+) -> Speaker:
+    torch.manual_seed(seed)
+    model = new_speaker(preset, seed).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    loop = TrainLoop(
+        run_dir,
+        modules={"teacher": model},
+        optimizers={"teacher": opt},
+        total=steps,
+        desc="teacher",
+    )
+    pool, geometry = latent_pool(vae.eval(), preset, seed, chunks, pool_size)
+
+    def step(i: int) -> dict[str, float]:
+        set_lr(opt, cosine_lr(i, steps, peak=lr))
+        inputs = dit_inputs(pool.sample(batch), model.encoder, geometry, preset)
+        loss = flow_matching_loss(model.dit, inputs, window="bidirectional")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return {"loss": float(loss.detach())}
+
+    loop.run(step)
+    return model.eval()
