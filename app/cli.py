@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.training_cli import add_parsers as add_training_parsers
+
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -171,6 +173,13 @@ def cmd_bench_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.worker import WorkerSettings, run_worker
+
+    run_worker(args.livekit_args, settings=WorkerSettings(sessions=args.sessions))
+    return 0  # livekit's CLI exits the process itself
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -213,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--device", default="cpu")
     vae.add_argument("--dtype", choices=DTYPES, default="fp32")
     vae.set_defaults(func=cmd_bench_vae)
+    add_training_parsers(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.audio.mel import MelEncoder
 from avatar_engine.audio.wav2vec2 import Wav2Vec2Encoder
 from avatar_engine.config import AudioConfig
+from avatar_engine.weights import WeightLoadError, read_safetensors, state_problems
 
 
 class SpeechEncoder(Protocol):
@@ -22,12 +23,26 @@ class SpeechEncoder(Protocol):
 
 
 def build_encoder(
-    cfg: AudioConfig, geometry: FrameGeometry, *, wav2vec2_path: str | Path | None = None
+    cfg: AudioConfig,
+    geometry: FrameGeometry,
+    *,
+    weights: str | Path | None = None,
+    wav2vec2_path: str | Path | None = None,
 ) -> SpeechEncoder:
-    """The preset's encoder: the mel encoder (its weights come with the DiT's checkpoint), or
-    wav2vec2 loaded from a local directory."""
+    """The preset's encoder: the mel encoder (trained with the DiT; `weights` is its
+    safetensors file, None leaves it at its initialisation), or wav2vec2 loaded from a local
+    directory."""
     if cfg.encoder == "mel":
-        return MelEncoder(cfg, geometry.samples_per_frame).eval()
+        encoder = MelEncoder(cfg, geometry.samples_per_frame).eval()
+        if weights is not None:
+            state = read_safetensors([weights])
+            problems = state_problems(encoder.state_dict(), state)
+            if problems:
+                raise WeightLoadError(
+                    f"speech encoder weights {weights} do not fit: " + "; ".join(problems)
+                )
+            encoder.load_state_dict(state)
+        return encoder
     if wav2vec2_path is None:
         raise ValueError(
             "this preset uses wav2vec2 speech features: pass the local directory of a "

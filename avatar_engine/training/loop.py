@@ -91,3 +91,15 @@ def cosine_lr(step: int, total: int, *, peak: float, warmup: int = 50) -> float:
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
+
+
+def load_trained(run_dir: Path | str, name: str, module: nn.Module) -> nn.Module:
+    """Load one module's weights from a run's checkpoint (for the next stage or export)."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run that training stage first")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if name not in state["modules"]:
+        raise ValueError(f"{path} holds {sorted(state['modules'])}, not {name!r}")
+    module.load_state_dict(state["modules"][name])
+    return module.eval()

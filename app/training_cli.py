@@ -1,0 +1,134 @@
+"""`avatar train ...` and `avatar eval`: the embedded model's training stages and evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_RUNS = Path("runs")
+
+
+def _preset():
+    from avatar_engine.config import Preset
+    from avatar_engine.embedded import EMBEDDED_PRESET
+
+    return Preset.from_name(EMBEDDED_PRESET)
+
+
+def _vae(run: Path):
+    import torch
+
+    from avatar_engine.training.loop import load_trained
+    from avatar_engine.vae.weights import random_vae
+
+    vae = random_vae(_preset().vae, device="cpu", dtype=torch.float32)
+    return load_trained(run, "vae", vae)
+
+
+def _speaker(run: Path, name: str):
+    from avatar_engine.training.loop import load_trained
+    from avatar_engine.training.teacher import new_speaker
+
+    return load_trained(run, name, new_speaker(_preset(), seed=0))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = args.run or DEFAULT_RUNS / args.stage
+    common = dict(steps=args.steps, seed=args.seed, pool_size=args.pool)
+    if args.batch:
+        common["batch"] = args.batch
+    if args.stage == "vae":
+        from avatar_engine.training.vae import train_vae
+
+        train_vae(_preset(), run, window_frames=5, **common)
+    elif args.stage == "teacher":
+        from avatar_engine.training.teacher import train_teacher
+
+        train_teacher(_preset(), _vae(args.vae), run, chunks=args.chunks, **common)
+    else:
+        from avatar_engine.training.distill import train_student
+
+        teacher = _speaker(args.teacher, "teacher")
+        train_student(
+            _preset(),
+            _vae(args.vae),
+            teacher,
+            run,
+            dmd_weight=args.dmd_weight,
+            chunks=args.chunks,
+            **common,
+        )
+    print(f"checkpoint: {run}/checkpoint.pt, losses: {run}/log.jsonl")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from avatar_engine.embedded import EmbeddedModel
+
+    student = _speaker(args.student, "student")
+    model = EmbeddedModel(Path(args.out))
+    model.save(dit=student.dit, vae=_vae(args.vae), encoder=student.encoder)
+    size = sum(p.stat().st_size for p in (model.dit, model.vae, model.audio))
+    print(f"wrote {model.directory} ({size / 2**20:.1f} MiB)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from avatar_engine.embedded import EmbeddedModel
+    from avatar_engine.training.evaluate import Renderer, evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = EmbeddedModel(Path(args.model)).check()
+    spec = model.spec()
+    renderer = Renderer(spec.build_dit("cpu"), model.encoder(), spec.build_vae("cpu"), spec.preset)
+    report, videos = evaluate(renderer, drift_minutes=args.minutes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from app.media import save_frames, write_mp4
+
+    for name, video in videos.items():
+        write_mp4(out / f"{name}.mp4", video.frames, spec.preset.stream.fps, video.audio, 16000)
+        save_frames(out / f"{name}.png", video.frames, count=6)
+    (out / "report.json").write_text(json.dumps(report.__dict__, indent=2))
+    print(json.dumps(report.__dict__, indent=2))
+    print(f"videos and frames: {out}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train the embedded model's stages (resumable)")
+    train.add_argument("stage", choices=("vae", "teacher", "student"))
+    train.add_argument("--run", type=Path, help="run directory (default runs/STAGE)")
+    train.add_argument(
+        "--steps", type=int, required=True, help="total steps (resumes if fewer ran)"
+    )
+    train.add_argument(
+        "--batch", type=int, default=0, help="clips per step (0: the stage's default)"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--pool", type=int, default=200, help="clips kept in memory")
+    train.add_argument("--chunks", type=int, default=7, help="chunks per clip (DiT stages)")
+    train.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae", help="VAE run")
+    train.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
+    train.add_argument("--dmd-weight", type=float, default=0.0, help="0: ODE regression only")
+    train.add_argument("--threads", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+    export = sub.add_parser("export", help="write a trained student + VAE as the embedded model")
+    export.add_argument("--student", type=Path, default=DEFAULT_RUNS / "student")
+    export.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae")
+    export.add_argument("-o", "--out", default="assets/models/tiny")
+    export.set_defaults(func=cmd_export)
+    evaluation = sub.add_parser("eval", help="evaluate the embedded model on held-out data")
+    evaluation.add_argument("--model", default="assets/models/tiny")
+    evaluation.add_argument("--out", default="runs/eval")
+    evaluation.add_argument("--minutes", type=float, default=10.0, help="drift stream length")
+    evaluation.add_argument("--threads", type=int, default=0)
+    evaluation.set_defaults(func=cmd_eval)

@@ -1,0 +1,69 @@
+"""The embedded default model: the trained `tiny` preset shipped in assets/models/tiny."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from avatar_engine.audio.encoder import SpeechEncoder, build_encoder
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.config import Preset
+from avatar_engine.runtime.spec import EngineSpec
+
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "tiny"
+EMBEDDED_PRESET = "tiny"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """The three weight files of a trained embedded model."""
+
+    directory: Path = EMBEDDED_DIR
+
+    @property
+    def dit(self) -> Path:
+        return self.directory / "dit.safetensors"
+
+    @property
+    def vae(self) -> Path:
+        return self.directory / "vae.safetensors"
+
+    @property
+    def audio(self) -> Path:
+        return self.directory / "audio.safetensors"
+
+    def check(self) -> EmbeddedModel:
+        missing = [p.name for p in (self.dit, self.vae, self.audio) if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"the embedded model in {self.directory} lacks {', '.join(missing)}; it ships "
+                "with the repository (git lfs is not needed), or train one with `avatar train`"
+            )
+        return self
+
+    def spec(self, *, dtype: torch.dtype = torch.float32) -> EngineSpec:
+        self.check()
+        return EngineSpec(
+            preset=Preset.from_name(EMBEDDED_PRESET),
+            dit_weights=(str(self.dit),),
+            vae_weights=(str(self.vae),),
+            dtype=dtype,
+        )
+
+    def encoder(self) -> SpeechEncoder:
+        self.check()
+        preset = Preset.from_name(EMBEDDED_PRESET)
+        return build_encoder(preset.audio, FrameGeometry.of_preset(preset), weights=self.audio)
+
+    def save(self, *, dit: nn.Module, vae: nn.Module, encoder: nn.Module) -> None:
+        """Write the three files (atomically each)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for module, path in ((dit, self.dit), (vae, self.vae), (encoder, self.audio)):
+            state = {k: v.detach().float().contiguous() for k, v in module.state_dict().items()}
+            tmp = path.with_suffix(".tmp")
+            save_file(state, str(tmp))
+            tmp.replace(path)

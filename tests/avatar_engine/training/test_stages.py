@@ -1,0 +1,50 @@
+"""Every training stage runs, resumes from its checkpoint, and exports a loadable model."""
+
+from __future__ import annotations
+
+import torch
+
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.audio.routing import route_to_speaker
+from avatar_engine.embedded import EmbeddedModel
+from avatar_engine.scene import scene_from_image
+from avatar_engine.session import StreamSession
+from avatar_engine.training.distill import train_student
+from avatar_engine.training.loop import read_log
+from avatar_engine.training.teacher import train_teacher
+from avatar_engine.training.vae import train_vae
+from tests.avatar_engine.training.conftest import MICRO_TRAIN
+
+
+def test_stages_train_resume_and_export(tmp_path):
+    small = dict(pool_size=2, seed=1)
+    vae = train_vae(MICRO_TRAIN, tmp_path / "vae", steps=2, window_frames=5, **small)
+    teacher = train_teacher(MICRO_TRAIN, vae, tmp_path / "teacher", steps=2, chunks=2, **small)
+    student = train_student(
+        MICRO_TRAIN, vae, teacher, tmp_path / "student", steps=2, dmd_weight=0.5, chunks=2, **small
+    )
+    logs = {s: list(read_log(tmp_path / s)) for s in ("vae", "teacher", "student")}
+    assert [len(v) for v in logs.values()] == [2, 2, 2]
+    assert {"regression", "dmd", "fake_score"} <= set(logs["student"][0])
+    assert all(torch.isfinite(torch.tensor(r["loss" if "loss" in r else "regression"]))
+               for v in logs.values() for r in v)  # fmt: skip
+    assert not torch.equal(student.dit.blocks[0].ffn[0].weight, teacher.dit.blocks[0].ffn[0].weight)
+
+    # Asking for more steps resumes where the checkpoint left off.
+    train_teacher(MICRO_TRAIN, vae, tmp_path / "teacher", steps=3, chunks=2, **small)
+    assert [r["step"] for r in read_log(tmp_path / "teacher")] == [1, 2, 3]
+
+    model = EmbeddedModel(tmp_path / "model")
+    model.save(dit=student.dit, vae=vae, encoder=student.encoder)
+    spec = model.spec()
+    spec = type(spec)(MICRO_TRAIN, spec.dit_weights, vae_weights=spec.vae_weights)
+    dit, loaded_vae = spec.build_dit("cpu"), spec.build_vae("cpu")
+    assert torch.equal(dit.blocks[0].ffn[0].weight, student.dit.blocks[0].ffn[0].weight)
+    picture = torch.full((64, 64, 3), 128, dtype=torch.uint8)
+    scene = scene_from_image(loaded_vae, MICRO_TRAIN.dit, MICRO_TRAIN.stream, picture,
+                             [(0.2, 0.2, 0.8, 0.8)])  # fmt: skip
+    session = StreamSession(dit, MICRO_TRAIN.stream, scene, vae=loaded_vae)
+    g = FrameGeometry.of_preset(MICRO_TRAIN)
+    shape = (3, g.window_frames, MICRO_TRAIN.dit.audio_feature_dim)
+    chunk = session.next_frames(*route_to_speaker(None, None, 1, feature_shape=shape))
+    assert chunk.frames.shape == (1, 9, 64, 64, 3)
