@@ -223,6 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--dtype", choices=DTYPES, default="fp32")
     vae.set_defaults(func=cmd_bench_vae)
     add_training_parsers(sub)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run a LiveKit Agents worker that joins rooms as the avatar",
+        description="Run a LiveKit Agents worker (needs LIVEKIT_URL, LIVEKIT_API_KEY and "
+        "LIVEKIT_API_SECRET). What follows the options goes to livekit's CLI: start (the "
+        "default), dev, or connect --room NAME; put --help after one for its options.",
+    )
+    worker.add_argument(
+        "--sessions", type=int, default=1, help="conversations this worker runs at once"
+    )
+    worker.add_argument(
+        "livekit_args", nargs=argparse.REMAINDER, metavar="start|dev|connect ...",
+        help="livekit CLI command and options",
+    )  # fmt: skip
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

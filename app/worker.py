@@ -1,0 +1,118 @@
+"""`avatar worker`: a livekit-agents worker that joins rooms and runs avatar conversations.
+
+LiveKit's dispatch hands each room to one worker; every worker reports its load (active
+sessions / capacity), so rooms spread over workers on several machines. Each job process builds
+the engine once (prewarm) and serves one conversation at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.conversation import CastRequest, load_engine, start_conversation
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentServer, JobContext, JobProcess, WorkerOptions
+
+logger = logging.getLogger(__name__)
+
+# environment variable -> the livekit CLI flag that can stand in for it
+REQUIRED_SETTINGS = {
+    "LIVEKIT_URL": "--url",
+    "LIVEKIT_API_KEY": "--api-key",
+    "LIVEKIT_API_SECRET": "--api-secret",
+}
+COMMANDS = ("start", "dev", "connect")  # livekit CLI commands that reach a server
+ENGINE_KEY = "avatar_engine"  # in JobProcess.userdata
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What each job process needs to know; picklable, as livekit sends it to its processes."""
+
+    sessions: int = 1  # conversations this worker runs at once (its capacity)
+
+    def __post_init__(self) -> None:
+        if self.sessions < 1:
+            raise ValueError(f"a worker needs capacity for at least 1 session, not {self.sessions}")
+
+
+class SessionLoad:
+    """load_fnc: the share of this worker's session slots in use (1.0 = full)."""
+
+    def __init__(self, *, sessions: int) -> None:
+        self._sessions = sessions
+
+    def __call__(self, server: AgentServer) -> float:
+        return min(1.0, len(server.active_jobs) / self._sessions)
+
+
+def missing_settings(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The LIVEKIT_* variables neither set in `env` nor given as flags in `argv`."""
+    given = {arg.split("=", 1)[0] for arg in argv}
+    return [
+        name for name, flag in REQUIRED_SETTINGS.items() if not env.get(name) and flag not in given
+    ]
+
+
+def prewarm(proc: JobProcess, *, settings: WorkerSettings) -> None:
+    """Build the engine once per job process, before any job arrives."""
+    proc.userdata[ENGINE_KEY] = load_engine()
+    logger.info("engine ready", extra={"pid": os.getpid(), "sessions": settings.sessions})
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """One room: read what the job asks for, join, start the avatar, then the session."""
+    request = CastRequest.from_metadata(ctx.job.metadata)
+    where = {"room": ctx.job.room.name, "character": request.character, "scene": request.scene}
+    logger.info("job", extra=where)
+    await ctx.connect()
+    conversation = await start_conversation(
+        room=ctx.room, engine=ctx.proc.userdata[ENGINE_KEY], request=request
+    )
+    ctx.add_shutdown_callback(conversation.aclose)
+
+
+def worker_options(settings: WorkerSettings) -> WorkerOptions:
+    from livekit.agents import WorkerOptions  # 2 s to import: after the settings check
+
+    return WorkerOptions(
+        entrypoint_fnc=entrypoint,
+        prewarm_fnc=functools.partial(prewarm, settings=settings),
+        load_fnc=SessionLoad(sessions=settings.sessions),
+        load_threshold=1.0,  # full when every session slot is taken, in dev and prod alike
+        num_idle_processes=settings.sessions,  # a warm engine ready for every slot
+        initialize_process_timeout=300.0,  # loading large weights takes a while
+    )
+
+
+def run_worker(
+    argv: Sequence[str], *, settings: WorkerSettings, env: Mapping[str, str] | None = None
+) -> None:
+    """Hand over to livekit's CLI (`start`, `dev`, `connect`, ...), which exits the process.
+
+    Raises:
+        ValueError: the LIVEKIT_* settings are missing, naming them.
+    """
+    argv = list(argv) or ["start"]
+    env = os.environ if env is None else env
+    if argv[0] in COMMANDS and "--help" not in argv:
+        missing = missing_settings(argv, env)
+        if missing:
+            raise ValueError(
+                f"the worker needs {', '.join(missing)}: set "
+                f"{'it' if len(missing) == 1 else 'them'} to your LiveKit server's URL "
+                "(wss://...) and an API key and secret from it "
+                f"(or pass {', '.join(REQUIRED_SETTINGS[m] for m in missing)})"
+            )
+    from livekit.agents import cli
+
+    options = worker_options(settings)
+    sys.argv = ["avatar worker", *argv]  # livekit's CLI parses sys.argv itself
+    cli.run_app(options)

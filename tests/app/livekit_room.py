@@ -1,0 +1,94 @@
+"""Run `avatar worker` against a real LiveKit server and watch a room as a caller would.
+
+Used only when LIVEKIT_URL (with LIVEKIT_API_KEY and LIVEKIT_API_SECRET) is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import timedelta
+
+from livekit import api, rtc
+
+AVATAR_TRACKS = {"avatar_audio", "avatar_video"}
+
+
+def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float) -> None:
+    """Read the worker's output (echoing it) until `needle` shows; keep draining after."""
+    seen = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stderr.write(f"[worker] {line}")
+            if needle in line:
+                seen.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not seen.wait(timeout):
+        raise TimeoutError(f"the worker did not log {needle!r} within {timeout:.0f} s")
+
+
+async def run_worker_in_room(*, metadata: str, timeout: float) -> None:
+    """Start a worker, dispatch it to a new room with `metadata`, join as a caller, and check
+    that the avatar publishes its audio and video and that video frames arrive."""
+    names = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+    url, key, secret = (os.environ[name] for name in names)
+    tag = uuid.uuid4().hex[:8]
+    room_name, agent_name = f"avatar-test-{tag}", f"avatar-test-{tag}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "dev", "--log-level", "info"],
+        env={**os.environ, "LIVEKIT_AGENT_NAME": agent_name},  # explicit dispatch only
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    room = rtc.Room()
+    try:
+        await asyncio.to_thread(_wait_for_line, proc, "registered worker", timeout)
+        async with api.LiveKitAPI(url, key, secret) as lk:
+            await lk.room.create_room(api.CreateRoomRequest(name=room_name))
+            request = api.CreateAgentDispatchRequest(
+                agent_name=agent_name, room=room_name, metadata=metadata
+            )
+            await lk.agent_dispatch.create_dispatch(request)
+        tracks: dict[str, rtc.Track] = {}
+        published = asyncio.Event()
+
+        @room.on("track_subscribed")
+        def _on_track(track: rtc.Track, *_: object) -> None:
+            tracks[track.name] = track
+            if AVATAR_TRACKS <= set(tracks):
+                published.set()
+
+        token = (
+            api.AccessToken(key, secret)
+            .with_identity(f"caller-{tag}")
+            .with_grants(api.VideoGrants(room_join=True, room=room_name))
+            .with_ttl(timedelta(minutes=10))
+            .to_jwt()
+        )
+        await room.connect(url, token)
+        await asyncio.wait_for(published.wait(), timeout)
+        video = rtc.VideoStream(tracks["avatar_video"])
+        frames = 0
+        async with asyncio.timeout(timeout):
+            async for event in video:
+                assert event.frame.width > 0 and event.frame.height > 0
+                frames += 1
+                if frames == 25:  # one second of the avatar
+                    break
+        await video.aclose()
+    finally:
+        await room.disconnect()
+        proc.terminate()
+        proc.wait(timeout=30)
+        async with api.LiveKitAPI(url, key, secret) as lk:
+            with contextlib.suppress(api.TwirpError):  # not there if the start failed
+                await lk.room.delete_room(api.DeleteRoomRequest(room=room_name))

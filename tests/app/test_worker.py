@@ -1,0 +1,127 @@
+"""`avatar worker`: settings, load reporting, the job entrypoint, and a real LiveKit room."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+from livekit.agents.testing import fake_job_context
+
+from app import worker
+from app.conversation import CastRequest
+
+LIVEKIT = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in LIVEKIT}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        timeout=60,
+    )
+
+
+def test_worker_without_livekit_settings_exits_naming_them():
+    result = run_cli("worker")
+    assert result.returncode == 2
+    assert "LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET" in result.stderr
+    result = run_cli("worker", "dev", LIVEKIT_URL="wss://example.livekit.cloud")
+    assert result.returncode == 2
+    assert "needs LIVEKIT_API_KEY, LIVEKIT_API_SECRET" in result.stderr
+    assert "LIVEKIT_URL" not in result.stderr
+
+
+def test_worker_forwards_to_livekits_cli():
+    result = run_cli("worker", "start", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--url" in result.stdout and "--api-secret" in result.stdout
+
+
+def test_flags_stand_in_for_the_variables():
+    argv = ["start", "--url", "wss://x", "--api-key=k"]
+    assert worker.missing_settings(argv, {}) == ["LIVEKIT_API_SECRET"]
+    assert worker.missing_settings(["dev"], dict.fromkeys(LIVEKIT, "v")) == []
+
+
+def test_load_is_the_share_of_session_slots_in_use():
+    load = worker.SessionLoad(sessions=4)
+    server = SimpleNamespace(active_jobs=[])
+    assert load(server) == 0.0
+    server.active_jobs = ["job"] * 3
+    assert load(server) == 0.75
+    server.active_jobs = ["job"] * 5  # a job that was already dispatched still counts as full
+    assert load(server) == 1.0
+    options = worker.worker_options(worker.WorkerSettings(sessions=4))
+    assert options.load_threshold == 1.0  # full (unavailable to dispatch) at 4 sessions
+    assert options.num_idle_processes == 4  # a prewarmed engine per slot
+    with pytest.raises(ValueError, match="at least 1 session"):
+        worker.WorkerSettings(sessions=0)
+
+
+def test_prewarm_builds_the_engine_once_per_process(monkeypatch):
+    built = []
+    monkeypatch.setattr(worker, "load_engine", lambda: built.append("engine") or "engine")
+    options = worker.worker_options(worker.WorkerSettings())
+    proc = SimpleNamespace(userdata={})
+    options.prewarm_fnc(proc)
+    assert proc.userdata[worker.ENGINE_KEY] == "engine" and built == ["engine"]
+
+
+def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):
+    started = []
+
+    class Conversation:
+        async def aclose(self) -> None:
+            started.append("closed")
+
+    async def start_conversation(*, room, engine, request):
+        started.append((room, engine, request))
+        return Conversation()
+
+    monkeypatch.setattr(worker, "start_conversation", start_conversation)
+
+    async def run() -> None:
+        with fake_job_context(job_metadata='{"scene": "duo"}') as ctx:
+            ctx.proc.userdata[worker.ENGINE_KEY] = "engine"
+            await worker.entrypoint(ctx)
+            assert started == [(ctx.room, "engine", CastRequest(scene="duo"))]
+            for callback in ctx._shutdown_callbacks:
+                await callback("test")
+            assert started[-1] == "closed"
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "metadata, request_or_error",
+    [
+        ("", CastRequest()),
+        ('{"character": "ada"}', CastRequest(character="ada")),
+        ('{"scene": "duo"}', CastRequest(scene="duo")),
+        ("ada", "is not JSON"),
+        ('["ada"]', "is a list"),
+        ('{"characters": "ada"}', "unknown job metadata keys \\['characters'\\]"),
+        ('{"character": ""}', "non-empty id"),
+        ('{"character": "ada", "scene": "duo"}', "not both"),
+    ],
+)
+def test_job_metadata(metadata, request_or_error):
+    if isinstance(request_or_error, CastRequest):
+        assert CastRequest.from_metadata(metadata) == request_or_error
+    else:
+        with pytest.raises(ValueError, match=request_or_error):
+            CastRequest.from_metadata(metadata)
+
+
+@pytest.mark.skipif(not os.environ.get("LIVEKIT_URL"), reason="needs a LiveKit server: LIVEKIT_URL")
+def test_worker_joins_a_real_room_and_publishes_the_avatar():
+    from tests.app.livekit_room import run_worker_in_room
+
+    asyncio.run(run_worker_in_room(metadata='{"character": "ada"}', timeout=120))
