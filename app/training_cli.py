@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "vae":
         from avatar_engine.training.vae import train_vae
 
-        train_vae(_preset(), run, window_frames=5, **common)
+        train_vae(_preset(), run, init_from=args.init, decoder_only=args.decoder_only, **common)
     elif args.stage == "teacher":
         from avatar_engine.training.teacher import train_teacher
 
@@ -120,6 +120,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
     train.add_argument("--dmd-weight", type=float, default=0.0, help="0: ODE regression only")
     train.add_argument("--threads", type=int, default=0)
+    train.add_argument("--init", type=Path, help="vae: start from this VAE run")
+    train.add_argument(
+        "--decoder-only", action="store_true", help="vae: keep the encoder (the latent space)"
+    )
     train.set_defaults(func=cmd_train)
     export = sub.add_parser("export", help="write a trained student + VAE as the embedded model")
     export.add_argument("--student", type=Path, default=DEFAULT_RUNS / "student")

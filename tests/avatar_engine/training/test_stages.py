@@ -18,7 +18,12 @@ from tests.avatar_engine.training.conftest import MICRO_TRAIN
 
 def test_stages_train_resume_and_export(tmp_path):
     small = dict(pool_size=2, seed=1)
-    vae = train_vae(MICRO_TRAIN, tmp_path / "vae", steps=2, window_frames=5, **small)
+    vae = train_vae(MICRO_TRAIN, tmp_path / "vae", steps=2, crop=32, batch=2, **small)
+    sharper = train_vae(MICRO_TRAIN, tmp_path / "decoder", steps=1, crop=32, batch=2,
+                        init_from=tmp_path / "vae", decoder_only=True, **small)  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(sharper.encoder.parameters(),
+                                                  vae.encoder.parameters(), strict=True))  # fmt: skip
+    assert not torch.equal(sharper.decoder.head[-1].weight, vae.decoder.head[-1].weight)
     teacher = train_teacher(MICRO_TRAIN, vae, tmp_path / "teacher", steps=2, chunks=2, **small)
     student = train_student(
         MICRO_TRAIN, vae, teacher, tmp_path / "student", steps=2, dmd_weight=0.5, chunks=2, **small
