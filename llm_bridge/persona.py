@@ -8,6 +8,14 @@ from typing import Any
 OPENAI_VOICES = (
     "alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse",
 )  # fmt: skip
+# Options a persona may set in "realtime" (llm_bridge/realtime.py reads them):
+REALTIME_OPTIONS = (
+    "model",  # e.g. "gpt-realtime"
+    "turn_detection",  # {"type": "server_vad" | "semantic_vad", ...}, or None: local VAD
+    "speed",  # 0.25 .. 1.5
+    "input_audio_transcription",  # a transcription model name, or None
+    "input_audio_noise_reduction",  # "near_field" | "far_field" | None
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,18 @@ class Persona:
             raise ValueError(f"espeak_rate {self.espeak_rate} must lie in 80..450 words/min")
         if not 0 <= self.espeak_pitch <= 99:
             raise ValueError(f"espeak_pitch {self.espeak_pitch} must lie in 0..99")
+        unknown = sorted(set(self.realtime) - set(REALTIME_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown realtime options {unknown} for {self.name!r}; "
+                f"known: {', '.join(REALTIME_OPTIONS)}"
+            )
+        if isinstance(self.lines, str):
+            raise ValueError(f"lines of {self.name!r} must be a list of texts, not one text")
         object.__setattr__(self, "lines", tuple(self.lines))
+        for i, line in enumerate(self.lines):
+            if not isinstance(line, str) or not line.strip():
+                raise ValueError(f"line {i} of {self.name!r} is {line!r}; a line must be text")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Persona:
