@@ -21,7 +21,7 @@ LATENT_PENALTY = 1e-4  # keeps the latents' scale bounded without a KL term
 def vae_loss(vae: WanVAE, video: torch.Tensor) -> dict[str, torch.Tensor]:
     """Args: video [B, 3, T, H, W] in [-1, 1], T = 1 + 4n."""
     z = vae.encode_video(video)
-    recon, _ = vae.decode(z)
+    recon, _ = vae.decode(z, clamp=False)
     l1 = (recon - video).abs().mean()
     mse = (recon - video).square().mean()
     return {"loss": l1 + mse + LATENT_PENALTY * z.square().mean(), "l1": l1, "mse": mse}

@@ -171,7 +171,7 @@ class WanVAE(nn.Module):
     # -- decoding --------------------------------------------------------------------------
 
     def decode(
-        self, z: torch.Tensor, state: DecoderState | None = None
+        self, z: torch.Tensor, state: DecoderState | None = None, *, clamp: bool = True
     ) -> tuple[torch.Tensor, DecoderState]:
         """Decode the next chunk of a latent stream.
 
@@ -180,6 +180,8 @@ class WanVAE(nn.Module):
         Args:
             z: [B, z, T, h, w] normalised latent frames, T >= 1.
             state: returned by the previous call of this stream; None starts a stream.
+            clamp: clip the frames to [-1, 1]; training turns it off, since a clip has no
+                gradient where it bites.
 
         Returns:
             frames [B, 3, T', 8h, 8w] in [-1, 1] (a view of a frame-major [T', B, 8h, 8w, 3]
@@ -196,7 +198,9 @@ class WanVAE(nn.Module):
         caches = None if state is None else state.caches
         frames, caches = self.decoder(x, caches)  # [T', B, H, W, 3]
         seen = 0 if state is None else state.latent_frames
-        return frames_to_video(frames.clamp_(-1.0, 1.0)), DecoderState(caches, seen + z.shape[2])
+        if clamp:
+            frames = frames.clamp_(-1.0, 1.0)
+        return frames_to_video(frames), DecoderState(caches, seen + z.shape[2])
 
     # -- weights ---------------------------------------------------------------------------
 

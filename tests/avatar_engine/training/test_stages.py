@@ -21,8 +21,8 @@ def test_stages_train_resume_and_export(tmp_path):
     vae = train_vae(MICRO_TRAIN, tmp_path / "vae", steps=2, crop=32, batch=2, **small)
     sharper = train_vae(MICRO_TRAIN, tmp_path / "decoder", steps=1, crop=32, batch=2,
                         init_from=tmp_path / "vae", decoder_only=True, **small)  # fmt: skip
-    assert all(torch.equal(a, b) for a, b in zip(sharper.encoder.parameters(),
-                                                  vae.encoder.parameters(), strict=True))  # fmt: skip
+    pairs = zip(sharper.encoder.parameters(), vae.encoder.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     assert not torch.equal(sharper.decoder.head[-1].weight, vae.decoder.head[-1].weight)
     teacher = train_teacher(MICRO_TRAIN, vae, tmp_path / "teacher", steps=2, chunks=2, **small)
     student = train_student(
