@@ -176,7 +176,8 @@ def cmd_bench_vae(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.worker import WorkerSettings, run_worker
 
-    run_worker(args.livekit_args, settings=WorkerSettings(sessions=args.sessions))
+    settings = WorkerSettings(sessions=args.sessions, device=args.device, runtime=args.runtime)
+    run_worker(args.livekit_args, settings=settings)
     return 0  # livekit's CLI exits the process itself
 
 
@@ -234,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--sessions", type=int, default=1, help="conversations this worker runs at once"
     )
+    worker.add_argument("--device", default="cpu", help="the engine's device, e.g. cuda")
+    worker.add_argument("--runtime", choices=("local", "disaggregated"), default="local")
     worker.add_argument(
         "livekit_args", nargs=argparse.REMAINDER, metavar="start|dev|connect ...",
         help="livekit CLI command and options",

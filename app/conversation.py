@@ -1,21 +1,38 @@
 """One conversation: the cast's agents and the avatar around one AgentSession.
 
-The assembly is the same in every transport: the avatar's `QueueAudioOutput` is the session's
-audio output and is drained by the avatar, which is started before `session.start()`.
+The assembly is the same in every transport: the avatar's `QueueAudioOutput`
+(wait_playback_start=True) is the session's audio output, and whatever plays the avatar out
+(livekit's `AvatarRunner` in a room, `AvatarPlayout` elsewhere) drains it and reports playback.
+The avatar is started before `session.start()`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+import numpy as np
 from livekit import rtc
+from livekit.agents import AgentSession
+from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, QueueAudioOutput
+
+from app.avatar import AvatarEngine, AvatarVideoGenerator, build_engine
+from app.characters import Box, CharacterLibrary
+from avatar_engine.embedded import EmbeddedModel
+from llm_bridge.cast import Cast, build_cast
+from llm_bridge.persona import Persona
+
+if TYPE_CHECKING:
+    from app.avatar.engine import RuntimeKind
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CHARACTER = "ada"  # who answers a job that names no one
 METADATA_KEYS = ("character", "scene")
+AUDIO_RATE = 24000  # what OpenAI Realtime and the avatar's published audio use
 
 
 @dataclass(frozen=True)
@@ -50,25 +67,106 @@ class CastRequest:
         return cls(**data)
 
 
-class Conversation:
-    """A running conversation; `aclose()` ends the session, then the avatar."""
+@dataclass(frozen=True)
+class Casting:
+    """Who takes part and the one picture they share; speaker index = position in personas."""
 
-    def __init__(self, *, session: Any, avatar: Any) -> None:
-        self.session = session
-        self.avatar = avatar
+    personas: tuple[Persona, ...]
+    picture: np.ndarray  # [H, W, 3] uint8 RGB
+    face_boxes: tuple[Box, ...]  # per persona, fractions of the picture
+
+    @classmethod
+    def of(cls, request: CastRequest, library: CharacterLibrary) -> Casting:
+        if request.scene is not None:
+            scene = library.scene(request.scene)
+            personas = tuple(c.persona for c in scene.characters)
+            return cls(personas, scene.picture, scene.face_boxes)
+        character = library.character(request.character or DEFAULT_CHARACTER)
+        return cls((character.persona,), character.picture(), (character.face_box,))
+
+
+class Conversation:
+    """An AgentSession, its cast and its avatar; `audio` is the session's audio output, which
+    the avatar plays out (`runner` in a LiveKit room)."""
+
+    def __init__(
+        self,
+        *,
+        session: AgentSession,
+        cast: Cast,
+        generator: AvatarVideoGenerator,
+        audio: QueueAudioOutput,
+    ) -> None:
+        self.session, self.cast, self.generator, self.audio = session, cast, generator, audio
+        self.runner: AvatarRunner | None = None
 
     async def aclose(self) -> None:
+        """The session first (it stops speaking), then the avatar, then the voices."""
         await self.session.aclose()
-        await self.avatar.aclose()
+        if self.runner is not None:
+            await self.runner.aclose()
+        await self.generator.aclose()
+        await self.cast.aclose()
 
 
-def load_engine() -> Any:
-    """The avatar engine a job process builds once (prewarm) and reuses for its sessions."""
-    raise NotImplementedError("the avatar engine (app/avatar) has not landed yet")
+def load_engine(*, device: str = "cpu", runtime: RuntimeKind = "local") -> AvatarEngine:
+    """The embedded model's engine, built once per process (the worker's prewarm)."""
+    model = EmbeddedModel().check()
+    return build_engine(model.spec(), runtime=runtime, device=device, audio_weights=model.audio)
 
 
-async def start_conversation(*, room: rtc.Room, engine: Any, request: CastRequest) -> Conversation:
-    """Cast the request's characters, start the avatar publishing into `room`, then the session."""
-    raise NotImplementedError(
-        "the cast (llm_bridge) and the avatar (app/avatar) have not landed yet"
+async def prepare_conversation(
+    *,
+    engine: AvatarEngine,
+    casting: Casting,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> Conversation:
+    """The session, cast and avatar of one conversation, not yet started.
+
+    Args:
+        api_key, base_url: OpenAI Realtime's (default: OPENAI_API_KEY, OPENAI_BASE_URL);
+            without a key the offline voice speaks.
+    """
+    scene = await asyncio.to_thread(engine.scene, casting.picture, casting.face_boxes)
+    generator = AvatarVideoGenerator(engine=engine, scene=scene, sample_rate=AUDIO_RATE)
+    cast = build_cast(
+        casting.personas, on_active=generator.set_speaker, api_key=api_key, base_url=base_url
     )
+    session = cast.create_session()
+    audio = QueueAudioOutput(wait_playback_start=True, sample_rate=generator.sample_rate)
+    session.output.audio = audio
+    return Conversation(session=session, cast=cast, generator=generator, audio=audio)
+
+
+async def start_conversation(
+    *,
+    room: rtc.Room,
+    engine: AvatarEngine,
+    request: CastRequest,
+    library: CharacterLibrary | None = None,
+) -> Conversation:
+    """In a connected room: cast the request, publish the avatar (avatar_audio, avatar_video)
+    through AvatarRunner, then start the session on the room's audio."""
+    casting = Casting.of(request, library or CharacterLibrary())
+    conversation = await prepare_conversation(engine=engine, casting=casting)
+    stream = engine.preset.stream
+    options = AvatarOptions(
+        video_width=stream.width,
+        video_height=stream.height,
+        video_fps=engine.fps,
+        audio_sample_rate=AUDIO_RATE,
+        audio_channels=1,
+    )
+    conversation.runner = AvatarRunner(
+        room, audio_recv=conversation.audio, video_gen=conversation.generator, options=options
+    )
+    try:
+        await conversation.runner.start()  # the avatar before the session, as livekit requires
+        await conversation.session.start(agent=conversation.cast.agents[0], room=room)
+    except BaseException:
+        await conversation.aclose()
+        raise
+    names = [p.name for p in casting.personas]
+    logger.info("conversation started", extra={"room": room.name, "characters": names})
+    return conversation

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.conversation import CastRequest, load_engine, start_conversation
-
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, WorkerOptions
+
+    from app.avatar.engine import RuntimeKind
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class WorkerSettings:
     """What each job process needs to know; picklable, as livekit sends it to its processes."""
 
     sessions: int = 1  # conversations this worker runs at once (its capacity)
+    device: str = "cpu"  # of the engine's DiT (and decoder, with the local runtime)
+    runtime: RuntimeKind = "local"  # or "disaggregated": DiT and decoder in their own processes
 
     def __post_init__(self) -> None:
         if self.sessions < 1:
@@ -61,14 +63,22 @@ def missing_settings(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
     ]
 
 
+# The engine and livekit.agents take seconds to import: only job processes (and the worker
+# itself, after the settings check) import them.
+
+
 def prewarm(proc: JobProcess, *, settings: WorkerSettings) -> None:
     """Build the engine once per job process, before any job arrives."""
-    proc.userdata[ENGINE_KEY] = load_engine()
-    logger.info("engine ready", extra={"pid": os.getpid(), "sessions": settings.sessions})
+    from app.conversation import load_engine
+
+    proc.userdata[ENGINE_KEY] = load_engine(device=settings.device, runtime=settings.runtime)
+    logger.info("engine ready", extra={"pid": os.getpid(), "device": settings.device})
 
 
 async def entrypoint(ctx: JobContext) -> None:
     """One room: read what the job asks for, join, start the avatar, then the session."""
+    from app.conversation import CastRequest, start_conversation
+
     request = CastRequest.from_metadata(ctx.job.metadata)
     where = {"room": ctx.job.room.name, "character": request.character, "scene": request.scene}
     logger.info("job", extra=where)
@@ -80,7 +90,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 def worker_options(settings: WorkerSettings) -> WorkerOptions:
-    from livekit.agents import WorkerOptions  # 2 s to import: after the settings check
+    from livekit.agents import WorkerOptions
 
     return WorkerOptions(
         entrypoint_fnc=entrypoint,

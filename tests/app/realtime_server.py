@@ -185,12 +185,12 @@ class RealtimeServer:
         if self._user_item is not None:
             return
         self._user_item, self._quiet_ms = _id("item"), 0.0
-        if self._interrupt_response:
-            await self._cancel_response(reason="turn_detected")
         start_ms = int(self._input_ms)
         await self._send(
             "input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=self._user_item
         )
+        if self._interrupt_response:  # then, as OpenAI does, the reply under way is cancelled
+            await self._cancel_response(reason="turn_detected")
 
     async def _stop_speech(self) -> None:
         end_ms = int(self._input_ms)

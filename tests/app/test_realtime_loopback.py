@@ -1,58 +1,86 @@
-"""An AgentSession with the real OpenAI RealtimeModel against a loopback Realtime server."""
+"""The whole conversation chain against a loopback OpenAI Realtime server: user audio ->
+RealtimeModel -> AgentSession -> QueueAudioOutput -> avatar generator -> frames played at
+real time by AvatarPlayout, which reports playback back to the session."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from livekit.agents import Agent, AgentSession
-from livekit.agents.voice.avatar import QueueAudioOutput
-from livekit.plugins.openai.realtime import RealtimeModel
+import numpy as np
 
+from app.avatar import AvatarEngine, AvatarFrame, AvatarPlayout
+from app.conversation import Casting, Conversation, prepare_conversation
+from llm_bridge.persona import Persona
 from tests.app.realtime_server import SAMPLE_RATE, RealtimeServer
-from tests.app.session_io import Playout, UserAudio, voiced
+from tests.app.session_io import UserAudio, voiced, wait_for
+from tests.conftest import MICRO_STREAM
 
-VIDEO_FRAME_S = 1 / 25  # one avatar video frame
 REPLY_S = 3.0
 MIC_RATE = 48000  # the plugin resamples to 24 kHz, as for a browser microphone
+FPS = MICRO_STREAM.fps
+FRAME_S = 1 / FPS  # one video frame
+CHUNK = MICRO_STREAM.video_frames_per_chunk
+PERSONA = Persona(name="Tess", instructions="You are a friendly test character.")
 
 
 @dataclass
 class Call:
     server: RealtimeServer
-    session: AgentSession
+    conversation: Conversation
     user: UserAudio
-    audio: QueueAudioOutput
-    playout: Playout
+    frames: list[tuple[float, AvatarFrame]] = field(default_factory=list)  # (played at, frame)
+    cleared_at: list[float] = field(default_factory=list)  # clear_buffer events
+
+    def played(self, since: float = 0.0) -> list[AvatarFrame]:
+        return [f for t, f in self.frames if t >= since]
+
+    def segments(self) -> list[list[AvatarFrame]]:
+        """Runs of frames with a segment's audio (a cut one ends without segment_end)."""
+        runs: list[list[AvatarFrame]] = [[]]
+        for frame in self.played():
+            if frame.in_segment:
+                runs[-1].append(frame)
+            if (frame.segment_end or not frame.in_segment) and runs[-1]:
+                runs.append([])
+        return [run for run in runs if run]
 
 
 @contextlib.asynccontextmanager
-async def call(**server_options) -> AsyncIterator[Call]:
+async def call(engine: AvatarEngine, **server_options) -> AsyncIterator[Call]:
     server = RealtimeServer(reply_audio=voiced(REPLY_S, rate=SAMPLE_RATE), **server_options)
     await server.start()
-    model = RealtimeModel(base_url=server.base_url, api_key="test")
-    session = AgentSession(llm=model)
-    user = UserAudio(sample_rate=MIC_RATE)
-    audio = QueueAudioOutput(wait_playback_start=True)
-    session.input.audio = user
-    session.output.audio = audio
-    playout = Playout(audio=audio)
+    image = np.full((96, 96, 3), 128, dtype=np.uint8)
+    casting = Casting(personas=(PERSONA,), picture=image, face_boxes=((0.2, 0.1, 0.8, 0.9),))
+    conv = await prepare_conversation(
+        engine=engine, casting=casting, api_key="test", base_url=server.base_url
+    )
+    c = Call(server=server, conversation=conv, user=UserAudio(sample_rate=MIC_RATE))
+    conv.session.input.audio = c.user
+    conv.audio.on("clear_buffer", lambda: c.cleared_at.append(time.monotonic()))
+    playout = AvatarPlayout(
+        audio_recv=conv.audio,
+        video_gen=conv.generator,
+        sink=lambda frame: c.frames.append((time.monotonic(), frame)),
+    )
     await playout.start()  # the avatar starts before the session, as in the app
-    await session.start(agent=Agent(instructions="You are a friendly test character."))
+    await conv.session.start(agent=conv.cast.agents[0])
     try:
-        yield Call(server=server, session=session, user=user, audio=audio, playout=playout)
+        yield c
     finally:
-        await session.aclose()
+        await conv.session.aclose()
         await playout.aclose()
-        await model.aclose()
+        await conv.generator.aclose()
+        await conv.cast.aclose()
         await server.aclose()
 
 
-def assistant_messages(session: AgentSession) -> list:
-    return [m for m in session.history.messages() if m.role == "assistant"]
+def assistant_messages(c: Call) -> list:
+    return [m for m in c.conversation.session.history.messages() if m.role == "assistant"]
 
 
 def reply_item_id(server: RealtimeServer, n: int = 1) -> str:
@@ -60,25 +88,52 @@ def reply_item_id(server: RealtimeServer, n: int = 1) -> str:
     return added[n - 1]["item"]["id"]
 
 
-def test_full_turn_user_audio_in_reply_audio_out():
+def assert_av_pairing(frames: list[AvatarFrame], *, contiguous: bool = True) -> None:
+    """Every video frame carries exactly 1/fps of audio, in order; none skipped unless a
+    clear_buffer dropped frames that were made but not played."""
+    assert all(f.audio.samples_per_channel == SAMPLE_RATE // FPS for f in frames)
+    assert all(f.audio.sample_rate == SAMPLE_RATE for f in frames)
+    indices = [f.index for f in frames]
+    assert all(a < b for a, b in zip(indices, indices[1:], strict=False))
+    assert all(abs(f.pts - f.index / FPS) < 1e-9 for f in frames)
+    if contiguous:
+        assert indices == list(range(indices[0], indices[0] + len(indices)))
+
+
+def test_full_turn_user_audio_to_avatar_frames(micro_engine):
     async def run() -> None:
-        async with call() as c:
-            assert (await c.server.wait_for("session.update"))["session"]["type"] == "realtime"
+        async with call(micro_engine) as c:
+            session_update = await c.server.wait_for("session.update")
+            assert session_update["session"]["audio"]["output"]["voice"] == PERSONA.openai_voice
             assert c.server.handshakes == [
                 {"model": "gpt-realtime", "authorization": "Bearer test"}
             ]
+            await wait_for(lambda: len(c.frames) >= FPS // 2)  # the character listens, moving
+            assert not any(f.in_segment or f.speaker is not None for f in c.played())
             c.user.say(voiced(1.2, rate=MIC_RATE))
-            await c.playout.wait_until(lambda: len(c.playout.segments) == 1, timeout=20)
-            seg = c.playout.segments[0]
-            # the whole 3 s reply reached the output and played at real time
-            assert abs(seg.played_s - REPLY_S) < 1e-3 and not seg.interrupted
-            assert abs((seg.ended_at - seg.started_at) - REPLY_S) < 0.15
+            await wait_for(
+                lambda: len(c.segments()) == 1 and c.segments()[0][-1].segment_end, timeout=20
+            )
+            ended_at = time.monotonic()
+            (reply,) = c.segments()
+            # the whole 3 s reply is on the frames, the character speaking throughout
+            assert len(reply) == round(REPLY_S * FPS)
+            assert all(f.speaker == 0 for f in reply)
+            audio = np.concatenate([np.frombuffer(f.audio.data, np.int16) for f in reply])
+            assert np.array_equal(audio, voiced(REPLY_S, rate=SAMPLE_RATE))
             # playback finished reached the session: the reply is history, not interrupted
-            await wait_for(lambda: len(assistant_messages(c.session)) == 1)
-            (msg,) = assistant_messages(c.session)
+            await wait_for(lambda: len(assistant_messages(c)) == 1)
+            (msg,) = assistant_messages(c)
             assert msg.id == reply_item_id(c.server) and not msg.interrupted
-            assert msg.text_content == c.server.reply_text
-            assert c.session.agent_state == "listening"
+            assert c.conversation.session.agent_state == "listening"
+            # then the character listens again: a chunk on, every frame is a listening one
+            await wait_for(lambda: len(c.played(ended_at)) >= 2 * CHUNK, timeout=10)
+            after = c.played(ended_at)[CHUNK:]
+            assert all(f.speaker is None and not f.in_segment for f in after)
+            assert not any(np.frombuffer(f.audio.data, np.int16).any() for f in after)
+            pixels = {bytes(f.video.data) for f in after}
+            assert len(pixels) > 1  # it moves: generated, not a frozen frame
+            assert_av_pairing(c.played())
             # user audio reached the server: everything the microphone sent, at 24 kHz, less
             # what the plugin still buffers (it appends in 100 ms chunks) and the resampler delay
             c.user.mute()
@@ -86,47 +141,44 @@ def test_full_turn_user_audio_in_reply_audio_out():
             sent = c.user.sent_samples * SAMPLE_RATE / MIC_RATE
             received = c.server.input_audio_bytes / 2
             assert 0 <= sent - received < 0.1 * SAMPLE_RATE + 512, (sent, received)
-            assert c.server.received("input_audio_buffer.append")
             assert not c.server.received("conversation.item.truncate")
 
     asyncio.run(run())
 
 
-def test_barge_in_truncates_at_the_played_position():
+def test_barge_in_silences_the_avatar_and_truncates_at_the_played_position(micro_engine):
     async def run() -> None:
-        async with call(pace=1.5) as c:  # the reply still streams when the user cuts in
+        async with call(
+            micro_engine, pace=1.0
+        ) as c:  # the reply still streams when the user cuts in
             c.user.say(voiced(1.0, rate=MIC_RATE))
-            await c.playout.wait_until(lambda: c.playout.position >= 1.2, timeout=20)
+            spoken = lambda: sum(f.in_segment for f in c.played())  # noqa: E731
+            await wait_for(lambda: spoken() >= 1.2 * FPS, timeout=20)
             c.server.reply_audio = voiced(0.5, rate=SAMPLE_RATE)  # for the next turn
             await c.server.speech_started()  # the user talks over the character
             truncate = await c.server.wait_for("conversation.item.truncate")
-            cut = c.playout.segments[0]
-            assert c.playout.cleared >= 1 and cut.interrupted
-            assert 1.2 <= cut.played_s < 1.2 + 0.5  # it stopped at the barge-in
+            assert c.cleared_at, "clear_buffer never fired"
+            cleared = c.cleared_at[0]
+            before = [f for t, f in c.frames if t < cleared]
+            played_s = sum(f.audio.duration for f in before if f.in_segment)
+            assert 1.2 <= played_s < 1.2 + 0.5  # it stopped at the barge-in
             assert truncate["item_id"] == reply_item_id(c.server)
-            assert truncate["content_index"] == 0
-            # the model forgets what the user did not hear: the position reported, which is
-            # the audio played out (within one video frame)
-            assert abs(truncate["audio_end_ms"] / 1000 - cut.played_s) < 1e-3
-            played = cut.ended_at - cut.started_at - cut.gaps_s
-            assert abs(truncate["audio_end_ms"] / 1000 - played) < VIDEO_FRAME_S
-            await wait_for(lambda: len(assistant_messages(c.session)) == 1)
-            assert assistant_messages(c.session)[0].interrupted
+            # the model forgets what the user did not hear: within one video frame of it
+            assert abs(truncate["audio_end_ms"] / 1000 - played_s) < FRAME_S
+            await wait_for(lambda: len(assistant_messages(c)) == 1)
+            assert assistant_messages(c)[0].interrupted
             done = next(e for e in c.server.sent if e["type"] == "response.done")
             assert done["response"]["status"] == "cancelled"  # cut while it streamed
-            # the user's turn ends (server VAD), and the next reply plays whole, with nothing
-            # of the cut one left in the queue
-            await c.playout.wait_until(lambda: len(c.playout.segments) == 2, timeout=20)
-            answer = c.playout.segments[1]
-            assert abs(answer.played_s - 0.5) < 1e-3 and not answer.interrupted
+            # the user's turn ends (server VAD) and the next reply plays whole; between the
+            # two, from the next frame on, the character listens: the next chunk is silent
+            await wait_for(lambda: len(c.segments()) == 2 and c.segments()[1][-1].segment_end)
+            after = c.played(cleared)
+            gap = after[: next(i for i, f in enumerate(after) if f.in_segment)]
+            assert len(gap) >= CHUNK, len(gap)  # at least the chunk after the clear
+            assert all(f.speaker is None and not f.in_segment for f in gap)
+            answer = c.segments()[1]
+            assert len(answer) == math.ceil(0.5 * FPS) and all(f.speaker == 0 for f in answer)
             assert reply_item_id(c.server, 2) != truncate["item_id"]
+            assert_av_pairing(c.played(), contiguous=False)
 
     asyncio.run(run())
-
-
-async def wait_for(predicate, *, timeout: float = 5.0, step: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(step)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from livekit.agents.testing import fake_job_context
 
-from app import worker
+from app import conversation, worker
 from app.conversation import CastRequest
 
 LIVEKIT = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
@@ -67,11 +67,12 @@ def test_load_is_the_share_of_session_slots_in_use():
 
 def test_prewarm_builds_the_engine_once_per_process(monkeypatch):
     built = []
-    monkeypatch.setattr(worker, "load_engine", lambda: built.append("engine") or "engine")
-    options = worker.worker_options(worker.WorkerSettings())
+    monkeypatch.setattr(conversation, "load_engine", lambda **kw: built.append(kw) or "engine")
+    options = worker.worker_options(worker.WorkerSettings(device="cuda"))
     proc = SimpleNamespace(userdata={})
     options.prewarm_fnc(proc)
-    assert proc.userdata[worker.ENGINE_KEY] == "engine" and built == ["engine"]
+    assert proc.userdata[worker.ENGINE_KEY] == "engine"
+    assert built == [{"device": "cuda", "runtime": "local"}]
 
 
 def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):
@@ -85,7 +86,7 @@ def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):
         started.append((room, engine, request))
         return Conversation()
 
-    monkeypatch.setattr(worker, "start_conversation", start_conversation)
+    monkeypatch.setattr(conversation, "start_conversation", start_conversation)
 
     async def run() -> None:
         with fake_job_context(job_metadata='{"scene": "duo"}') as ctx:
@@ -97,27 +98,6 @@ def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):
             assert started[-1] == "closed"
 
     asyncio.run(run())
-
-
-@pytest.mark.parametrize(
-    "metadata, request_or_error",
-    [
-        ("", CastRequest()),
-        ('{"character": "ada"}', CastRequest(character="ada")),
-        ('{"scene": "duo"}', CastRequest(scene="duo")),
-        ("ada", "is not JSON"),
-        ('["ada"]', "is a list"),
-        ('{"characters": "ada"}', "unknown job metadata keys \\['characters'\\]"),
-        ('{"character": ""}', "non-empty id"),
-        ('{"character": "ada", "scene": "duo"}', "not both"),
-    ],
-)
-def test_job_metadata(metadata, request_or_error):
-    if isinstance(request_or_error, CastRequest):
-        assert CastRequest.from_metadata(metadata) == request_or_error
-    else:
-        with pytest.raises(ValueError, match=request_or_error):
-            CastRequest.from_metadata(metadata)
 
 
 @pytest.mark.skipif(not os.environ.get("LIVEKIT_URL"), reason="needs a LiveKit server: LIVEKIT_URL")
