@@ -57,7 +57,8 @@ class AvatarEngine:
         """
         if not face_boxes:
             raise ValueError("a scene needs at least one face box, one per character")
-        picture = fit_image(torch.as_tensor(np.asarray(image)), self.preset.stream)
+        pixels = np.array(image)  # a writable copy: arrays from PIL are read-only
+        picture = fit_image(torch.from_numpy(pixels), self.preset.stream)
         return scene_from_image(
             self.vae, self.preset.dit, self.preset.stream, picture, list(face_boxes)
         )

@@ -1,4 +1,5 @@
-"""A user who talks to an AgentSession at real time, and a polling wait."""
+"""A user who talks to an AgentSession at real time, what the avatar plays back, and a polling
+wait."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 import numpy as np
 from livekit import rtc
 from livekit.agents.voice import io
+
+from app.avatar import AvatarFrame
 
 
 def voiced(seconds: float, *, rate: int, f0: float = 140.0, amplitude: float = 0.3) -> np.ndarray:
@@ -64,3 +67,47 @@ async def wait_for(predicate, *, timeout: float = 5.0, step: float = 0.02) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(f"not true within {timeout} s")
         await asyncio.sleep(step)
+
+
+class PlayedFrames:
+    """AvatarPlayout's sink: every frame it plays, with the monotonic time it played it."""
+
+    def __init__(self) -> None:
+        self.timed: list[tuple[float, AvatarFrame]] = []
+
+    def __call__(self, frame: AvatarFrame) -> None:
+        self.timed.append((time.monotonic(), frame))
+
+    def __len__(self) -> int:
+        return len(self.timed)
+
+    def since(self, t: float = 0.0) -> list[AvatarFrame]:
+        return [f for played_at, f in self.timed if played_at >= t]
+
+    def segments(self) -> list[list[AvatarFrame]]:
+        """Runs of frames with a segment's audio (a cut one ends without segment_end)."""
+        runs: list[list[AvatarFrame]] = [[]]
+        for frame in self.since():
+            if frame.in_segment:
+                runs[-1].append(frame)
+            if (frame.segment_end or not frame.in_segment) and runs[-1]:
+                runs.append([])
+        return [run for run in runs if run]
+
+    def finished(self) -> list[list[AvatarFrame]]:
+        """The segments played to their end."""
+        return [run for run in self.segments() if run[-1].segment_end]
+
+
+def assert_av_pairing(
+    frames: list[AvatarFrame], *, rate: int, fps: int, contiguous: bool = True
+) -> None:
+    """Every video frame carries exactly 1/fps of audio, in order; none skipped unless a
+    clear_buffer dropped frames that were made but not played."""
+    assert all(f.audio.samples_per_channel * fps == rate for f in frames)
+    assert all(f.audio.sample_rate == rate for f in frames)
+    indices = [f.index for f in frames]
+    assert all(a < b for a, b in zip(indices, indices[1:], strict=False))
+    assert all(abs(f.pts - f.index / fps) < 1e-9 for f in frames)
+    if contiguous:
+        assert indices == list(range(indices[0], indices[0] + len(indices)))

@@ -17,7 +17,7 @@ from app.avatar import AvatarEngine, AvatarFrame, AvatarPlayout
 from app.conversation import Casting, Conversation, prepare_conversation
 from llm_bridge.persona import Persona
 from tests.app.realtime_server import SAMPLE_RATE, RealtimeServer
-from tests.app.session_io import UserAudio, voiced, wait_for
+from tests.app.session_io import PlayedFrames, UserAudio, assert_av_pairing, voiced, wait_for
 from tests.conftest import MICRO_STREAM
 
 REPLY_S = 3.0
@@ -33,21 +33,14 @@ class Call:
     server: RealtimeServer
     conversation: Conversation
     user: UserAudio
-    frames: list[tuple[float, AvatarFrame]] = field(default_factory=list)  # (played at, frame)
+    frames: PlayedFrames = field(default_factory=PlayedFrames)
     cleared_at: list[float] = field(default_factory=list)  # clear_buffer events
 
     def played(self, since: float = 0.0) -> list[AvatarFrame]:
-        return [f for t, f in self.frames if t >= since]
+        return self.frames.since(since)
 
     def segments(self) -> list[list[AvatarFrame]]:
-        """Runs of frames with a segment's audio (a cut one ends without segment_end)."""
-        runs: list[list[AvatarFrame]] = [[]]
-        for frame in self.played():
-            if frame.in_segment:
-                runs[-1].append(frame)
-            if (frame.segment_end or not frame.in_segment) and runs[-1]:
-                runs.append([])
-        return [run for run in runs if run]
+        return self.frames.segments()
 
 
 @contextlib.asynccontextmanager
@@ -62,11 +55,7 @@ async def call(engine: AvatarEngine, **server_options) -> AsyncIterator[Call]:
     c = Call(server=server, conversation=conv, user=UserAudio(sample_rate=MIC_RATE))
     conv.session.input.audio = c.user
     conv.audio.on("clear_buffer", lambda: c.cleared_at.append(time.monotonic()))
-    playout = AvatarPlayout(
-        audio_recv=conv.audio,
-        video_gen=conv.generator,
-        sink=lambda frame: c.frames.append((time.monotonic(), frame)),
-    )
+    playout = AvatarPlayout(audio_recv=conv.audio, video_gen=conv.generator, sink=c.frames)
     await playout.start()  # the avatar starts before the session, as in the app
     await conv.session.start(agent=conv.cast.agents[0])
     try:
@@ -86,18 +75,6 @@ def assistant_messages(c: Call) -> list:
 def reply_item_id(server: RealtimeServer, n: int = 1) -> str:
     added = [e for e in server.sent if e["type"] == "response.output_item.added"]
     return added[n - 1]["item"]["id"]
-
-
-def assert_av_pairing(frames: list[AvatarFrame], *, contiguous: bool = True) -> None:
-    """Every video frame carries exactly 1/fps of audio, in order; none skipped unless a
-    clear_buffer dropped frames that were made but not played."""
-    assert all(f.audio.samples_per_channel == SAMPLE_RATE // FPS for f in frames)
-    assert all(f.audio.sample_rate == SAMPLE_RATE for f in frames)
-    indices = [f.index for f in frames]
-    assert all(a < b for a, b in zip(indices, indices[1:], strict=False))
-    assert all(abs(f.pts - f.index / FPS) < 1e-9 for f in frames)
-    if contiguous:
-        assert indices == list(range(indices[0], indices[0] + len(indices)))
 
 
 def test_full_turn_user_audio_to_avatar_frames(micro_engine):
@@ -133,7 +110,7 @@ def test_full_turn_user_audio_to_avatar_frames(micro_engine):
             assert not any(np.frombuffer(f.audio.data, np.int16).any() for f in after)
             pixels = {bytes(f.video.data) for f in after}
             assert len(pixels) > 1  # it moves: generated, not a frozen frame
-            assert_av_pairing(c.played())
+            assert_av_pairing(c.played(), rate=SAMPLE_RATE, fps=FPS)
             # user audio reached the server: everything the microphone sent, at 24 kHz, less
             # what the plugin still buffers (it appends in 100 ms chunks) and the resampler delay
             c.user.mute()
@@ -159,7 +136,7 @@ def test_barge_in_silences_the_avatar_and_truncates_at_the_played_position(micro
             truncate = await c.server.wait_for("conversation.item.truncate")
             assert c.cleared_at, "clear_buffer never fired"
             cleared = c.cleared_at[0]
-            before = [f for t, f in c.frames if t < cleared]
+            before = [f for t, f in c.frames.timed if t < cleared]
             played_s = sum(f.audio.duration for f in before if f.in_segment)
             assert 1.2 <= played_s < 1.2 + 0.5  # it stopped at the barge-in
             assert truncate["item_id"] == reply_item_id(c.server)
@@ -179,6 +156,6 @@ def test_barge_in_silences_the_avatar_and_truncates_at_the_played_position(micro
             answer = c.segments()[1]
             assert len(answer) == math.ceil(0.5 * FPS) and all(f.speaker == 0 for f in answer)
             assert reply_item_id(c.server, 2) != truncate["item_id"]
-            assert_av_pairing(c.played(), contiguous=False)
+            assert_av_pairing(c.played(), rate=SAMPLE_RATE, fps=FPS, contiguous=False)
 
     asyncio.run(run())

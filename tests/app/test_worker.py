@@ -65,14 +65,18 @@ def test_load_is_the_share_of_session_slots_in_use():
         worker.WorkerSettings(sessions=0)
 
 
-def test_prewarm_builds_the_engine_once_per_process(monkeypatch):
-    built = []
-    monkeypatch.setattr(conversation, "load_engine", lambda **kw: built.append(kw) or "engine")
+def test_prewarm_builds_the_engine_once_per_process_then_freezes_the_heap(monkeypatch):
+    calls = []
+    monkeypatch.setattr(conversation, "load_engine", lambda **kw: calls.append(kw) or "engine")
+    # not this test process's heap: record the calls instead
+    monkeypatch.setattr(worker.gc, "collect", lambda: calls.append("collect"))
+    monkeypatch.setattr(worker.gc, "freeze", lambda: calls.append("freeze"))
     options = worker.worker_options(worker.WorkerSettings(device="cuda"))
     proc = SimpleNamespace(userdata={})
     options.prewarm_fnc(proc)
     assert proc.userdata[worker.ENGINE_KEY] == "engine"
-    assert built == [{"device": "cuda", "runtime": "local"}]
+    # the engine's objects are built, the setup's garbage collected, then the rest frozen
+    assert calls == [{"device": "cuda", "runtime": "local"}, "collect", "freeze"]
 
 
 def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):

@@ -128,7 +128,7 @@ def test_the_event_loop_never_waits_on_the_engine(engine):
 
     # Earlier tests' garbage is collected first: a full collection of this process's heap
     # (torch, livekit, pytest) holds the GIL for a quarter of a second on this machine,
-    # whoever triggers it. (The app should gc.freeze() after its prewarm for the same reason.)
+    # whoever triggers it. (The worker gc.freeze()s after its prewarm for this reason.)
     gc.collect()
     count, elapsed = run(session())
     chunks = count / engine.preset.stream.video_frames_per_chunk
