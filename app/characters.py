@@ -92,7 +92,7 @@ class CharacterLibrary:
             if path.is_file():
                 return path
         known = ", ".join(self.ids(kind)) or "none"
-        raise KeyError(f"no {kind} {ident!r}; known {kind}s: {known}")
+        raise LookupError(f"no {kind} {ident!r}; known {kind}s: {known}")
 
     def ids(self, kind: str) -> list[str]:
         found = set()

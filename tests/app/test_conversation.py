@@ -40,7 +40,7 @@ def test_casting_from_the_library():
     duo = Casting.of(CastRequest(scene="duo"), library)
     assert [p.name for p in duo.personas] == ["Ada", "Bo"]
     assert duo.picture.ndim == 3 and len(duo.face_boxes) == 2
-    with pytest.raises(KeyError, match="no character 'nobody'; known characters: ada"):
+    with pytest.raises(LookupError, match="no character 'nobody'; known characters: ada"):
         Casting.of(CastRequest(character="nobody"), library)
 
 
