@@ -14,13 +14,11 @@ import torch
 
 from avatar_engine.audio.encoder import SpeechEncoder, build_encoder
 from avatar_engine.audio.geometry import FrameGeometry
-from avatar_engine.audio.mel import MelEncoder
 from avatar_engine.config import Preset
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning, fit_image, scene_from_image
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.weights import WeightLoadError, read_safetensors, state_problems
 
 logger = logging.getLogger(__name__)
 
@@ -133,14 +131,4 @@ def _build_encoder(
         return build_encoder(preset.audio, geometry, wav2vec2_path=weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the same random encoder in every process of this spec
-        encoder = MelEncoder(preset.audio, geometry.samples_per_frame).eval()
-    if weights is None:
-        return encoder
-    state = read_safetensors([weights])
-    problems = state_problems(encoder.state_dict(), state)
-    if problems:
-        raise WeightLoadError(
-            f"{weights} does not fit the {preset.name} mel speech encoder: " + "; ".join(problems)
-        )
-    encoder.load_state_dict(state)
-    return encoder
+        return build_encoder(preset.audio, geometry, weights=weights)

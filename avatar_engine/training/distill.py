@@ -28,7 +28,7 @@ from avatar_engine.training.teacher import (
 )
 from avatar_engine.vae.model import WanVAE
 
-ODE_STEPS = 8  # Euler steps of the teacher's ODE (its grid contains the student's times)
+ODE_STEPS = 4  # Euler steps of the teacher's ODE (its grid contains the student's times)
 
 
 @torch.no_grad()
