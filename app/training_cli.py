@@ -120,7 +120,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
     train.add_argument("--dmd-weight", type=float, default=0.0, help="0: ODE regression only")
     train.add_argument("--threads", type=int, default=0)
-    train.add_argument("--init", type=Path, help="vae: start from this VAE run")
+    train.add_argument(
+        "--init", type=Path, help="vae: start from this VAE run; student: from this student run"
+    )
     train.add_argument(
         "--decoder-only", action="store_true", help="vae: keep the encoder (the latent space)"
     )

@@ -82,11 +82,14 @@ def train_student(
     seed: int = 0,
     pool_size: int = 200,
     chunks: int = TEACHER_CHUNKS,
+    init: Speaker | None = None,
 ) -> Speaker:
-    """Distil (or resume). dmd_weight 0 is pure ODE regression."""
+    """Distil (or resume). dmd_weight 0 is pure ODE regression; init starts the student from
+    an earlier student (e.g. a regression-distilled one, before adding DMD) instead of the
+    teacher."""
     torch.manual_seed(seed)
     teacher = teacher.eval().requires_grad_(False)
-    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    student = copy.deepcopy(init or teacher).train().requires_grad_(True)
     student.encoder.requires_grad_(False)  # the teacher's speech encoder is kept as is
     fake = copy.deepcopy(teacher.dit).train().requires_grad_(True)
     opt = torch.optim.AdamW(student.dit.parameters(), lr=lr, weight_decay=0.01)
