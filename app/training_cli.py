@@ -45,7 +45,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "vae":
         from avatar_engine.training.vae import train_vae
 
-        train_vae(_preset(), run, init_from=args.init, decoder_only=args.decoder_only, **common)
+        train_vae(
+            _preset(),
+            run,
+            init_from=args.init,
+            decoder_only=args.decoder_only,
+            window_frames=args.window,
+            lr=args.lr or 2e-3,
+            **common,
+        )
     elif args.stage == "teacher":
         from avatar_engine.training.teacher import train_teacher
 
@@ -123,6 +131,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--init", type=Path, help="vae: start from this VAE run; student: from this student run"
     )
+    train.add_argument(
+        "--window", type=int, default=5, help="vae: frames per training window (1 + 4n)"
+    )
+    train.add_argument("--lr", type=float, default=0.0, help="peak learning rate (0: default)")
     train.add_argument(
         "--decoder-only", action="store_true", help="vae: keep the encoder (the latent space)"
     )
