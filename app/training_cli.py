@@ -134,6 +134,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--window", type=int, default=5, help="vae: frames per training window (1 + 4n)"
     )
+    train.add_argument(
+        "--long-window",
+        type=int,
+        default=0,
+        help="vae: every other step a window this long on 32x32 crops (the steady state)",
+    )
     train.add_argument("--lr", type=float, default=0.0, help="peak learning rate (0: default)")
     train.add_argument(
         "--decoder-only", action="store_true", help="vae: keep the encoder (the latent space)"

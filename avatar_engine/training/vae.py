@@ -45,6 +45,8 @@ def train_vae(
     pool_size: int = 200,
     init_from: Path | str | None = None,
     decoder_only: bool = False,
+    long_window: int = 0,
+    long_crop: int = 32,
 ) -> WanVAE:
     """Train (or resume) the preset's VAE on random crops of clip windows (it is fully
     convolutional but for a global attention block, so crops teach it the full frame's
@@ -52,6 +54,12 @@ def train_vae(
 
     init_from starts from another run's VAE; decoder_only then keeps its encoder (and so its
     latent space, which the DiT is trained in) fixed and sharpens the decoder alone.
+
+    long_window > 0 makes every other step a window of that many frames on small crops: each
+    causal conv sees two frames back, so the encoder's and decoder's outputs depend on the
+    last dozen latent frames, and only windows longer than that teach the steady state a
+    stream (or a 7-chunk clip) runs in. Short windows alone leave it untrained: frames past
+    the first few latent frames then decode to the wrong colours.
     """
     torch.manual_seed(seed)
     geometry = FrameGeometry.of_preset(preset)
@@ -68,22 +76,28 @@ def train_vae(
     loop = TrainLoop(
         run_dir, modules={"vae": vae}, optimizers={"vae": opt}, total=steps, desc="vae"
     )
+    clip_latents = max(7, geometry.latent_frames_for(long_window))
     pool = ClipPool(
-        seed, geometry=geometry, size=preset.stream.height, latent_frames=7, capacity=pool_size
+        seed,
+        geometry=geometry,
+        size=preset.stream.height,
+        latent_frames=clip_latents,
+        capacity=pool_size,
     )
     rng = np.random.default_rng(seed + 1)
 
     def step(i: int) -> dict[str, float]:
         set_lr(opt, cosine_lr(i, steps, peak=lr))
         windows = []
+        length, size = (long_window, long_crop) if long_window and i % 2 else (window_frames, crop)
         for clip in pool.sample(batch):
             frames, height, width = clip.video.shape[:3]
-            start = 4 * int(rng.integers(0, (frames - window_frames) // 4 + 1))
+            start = 4 * int(rng.integers(0, (frames - length) // 4 + 1))
             top, left = (
-                int(rng.integers(0, n - min(crop, n) + 1)) // 8 * 8 for n in (height, width)
+                int(rng.integers(0, n - min(size, n) + 1)) // 8 * 8 for n in (height, width)
             )
-            window = clip.video[start : start + window_frames, top : top + crop, left : left + crop]
-            windows.append(pixels(window))  # [T, 3, crop, crop]
+            window = clip.video[start : start + length, top : top + size, left : left + size]
+            windows.append(pixels(window))  # [T, 3, size, size]
         video = torch.stack(windows).transpose(1, 2)  # [B, 3, T, H, W]
         losses = vae_loss(vae, video)
         opt.zero_grad(set_to_none=True)

@@ -18,7 +18,16 @@ from tests.avatar_engine.training.conftest import MICRO_TRAIN
 
 def test_stages_train_resume_and_export(tmp_path):
     small = dict(pool_size=2, seed=1)
-    vae = train_vae(MICRO_TRAIN, tmp_path / "vae", steps=2, crop=32, batch=2, **small)
+    vae = train_vae(
+        MICRO_TRAIN,
+        tmp_path / "vae",
+        steps=2,
+        crop=32,
+        batch=2,
+        long_window=9,
+        long_crop=16,
+        **small,
+    )
     sharper = train_vae(MICRO_TRAIN, tmp_path / "decoder", steps=1, crop=32, batch=2,
                         init_from=tmp_path / "vae", decoder_only=True, **small)  # fmt: skip
     pairs = zip(sharper.encoder.parameters(), vae.encoder.parameters(), strict=True)
