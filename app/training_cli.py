@@ -51,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             init_from=args.init,
             decoder_only=args.decoder_only,
             window_frames=args.window,
+            long_window=args.long_window,
             lr=args.lr or 2e-3,
             **common,
         )
