@@ -79,3 +79,15 @@ def test_bench_vae_reports_decode_time(capsys):
     out = capsys.readouterr().out
     decode = float(re.search(r"decode a 3-latent-frame chunk ([\d.]+) ms", out).group(1))
     assert 0 < decode < 5000
+
+
+def test_train_vae_passes_every_option_on(monkeypatch, tmp_path):
+    import avatar_engine.training.vae as vae_stage
+
+    seen = {}
+    monkeypatch.setattr(vae_stage, "train_vae", lambda preset, run, **kw: seen.update(kw, run=run))
+    argv = ["train", "vae", "--run", str(tmp_path), "--steps", "7", "--window", "9"]
+    argv += ["--long-window", "41", "--lr", "0.001", "--batch", "3", "--decoder-only"]
+    assert main(argv) == 0
+    assert seen["steps"] == 7 and seen["window_frames"] == 9 and seen["long_window"] == 41
+    assert seen["lr"] == 0.001 and seen["batch"] == 3 and seen["decoder_only"] is True
