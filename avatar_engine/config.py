@@ -296,7 +296,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     # The official Wan2.1 VAE (about 127M parameters).
     "wan2.1": VAEConfig(),
     # Wan's stages (x8 space, x4 time) at widths 8..64 and one residual block per stage. Trained
-    # in this project (docs/MODEL.md); its latent statistics were measured on 24 training clips
+    # in this project (docs/TRAINING.md); its latent statistics were measured on 24 training clips
     # after training, as Wan's were.
     "tiny": VAEConfig(
         base_dim=8,
