@@ -18,8 +18,10 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, QueueAudioOutput
+from livekit.agents.voice.io import AudioInput
 
 from app.avatar import AvatarEngine, AvatarVideoGenerator, build_engine
+from app.avatar.playout import AvatarPlayout, FrameSink
 from app.characters import Box, CharacterLibrary
 from avatar_engine.embedded import EmbeddedModel
 from llm_bridge.cast import Cast, build_cast
@@ -98,7 +100,7 @@ class Conversation:
         audio: QueueAudioOutput,
     ) -> None:
         self.session, self.cast, self.generator, self.audio = session, cast, generator, audio
-        self.runner: AvatarRunner | None = None
+        self.runner: AvatarRunner | AvatarPlayout | None = None  # drains `audio`
 
     async def aclose(self) -> None:
         """The session first (it stops speaking), then the avatar, then the voices."""
@@ -169,4 +171,22 @@ async def start_conversation(
         raise
     names = [p.name for p in casting.personas]
     logger.info("conversation started", extra={"room": room.name, "characters": names})
+    return conversation
+
+
+async def start_local(
+    conversation: Conversation, *, user_audio: AudioInput, sink: FrameSink
+) -> Conversation:
+    """Without a room (our own transports, tests): the user's audio in, the avatar's frames
+    to `sink` at real time through AvatarPlayout, started before the session."""
+    conversation.session.input.audio = user_audio
+    conversation.runner = AvatarPlayout(
+        audio_recv=conversation.audio, video_gen=conversation.generator, sink=sink
+    )
+    try:
+        await conversation.runner.start()
+        await conversation.session.start(agent=conversation.cast.agents[0])
+    except BaseException:
+        await conversation.aclose()
+        raise
     return conversation

@@ -17,9 +17,16 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from app.avatar import AvatarEngine, AvatarFrame, AvatarPlayout, AvatarVideoGenerator
+from app.avatar import AvatarEngine, AvatarFrame, AvatarVideoGenerator
 from app.characters import CharacterLibrary
-from app.conversation import AUDIO_RATE, Casting, CastRequest, Conversation, prepare_conversation
+from app.conversation import (
+    AUDIO_RATE,
+    Casting,
+    CastRequest,
+    Conversation,
+    prepare_conversation,
+    start_local,
+)
 from llm_bridge.offline.tts import FRAME_MS as TTS_FRAME_MS
 from llm_bridge.offline.tts import SAMPLE_RATE as ESPEAK_RATE
 from llm_bridge.persona import Persona
@@ -99,17 +106,11 @@ async def offline_call(engine: AvatarEngine, casting: Casting) -> AsyncIterator[
     conv = await prepare_conversation(engine=engine, casting=casting)  # no key given or set
     assert not conv.cast.online
     c = Call(conversation=conv, user=UserAudio(sample_rate=ESPEAK_RATE))
-    conv.session.input.audio = c.user
-    playout = AvatarPlayout(audio_recv=conv.audio, video_gen=conv.generator, sink=c.frames)
-    await playout.start()  # the avatar starts before the session, as in the app
-    await conv.session.start(agent=conv.cast.agents[0])
+    await start_local(conv, user_audio=c.user, sink=c.frames)
     try:
         yield c
     finally:
-        await conv.session.aclose()
-        await playout.aclose()
-        await conv.generator.aclose()
-        await conv.cast.aclose()
+        await conv.aclose()
 
 
 def spoken(persona: Persona, text: str) -> np.ndarray:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.avatar import AvatarEngine, AvatarFrame, AvatarPlayout
-from app.conversation import Casting, Conversation, prepare_conversation
+from app.avatar import AvatarEngine, AvatarFrame
+from app.conversation import Casting, Conversation, prepare_conversation, start_local
 from llm_bridge.persona import Persona
 from tests.app.realtime_server import SAMPLE_RATE, RealtimeServer
 from tests.app.session_io import PlayedFrames, UserAudio, assert_av_pairing, voiced, wait_for
@@ -53,18 +53,12 @@ async def call(engine: AvatarEngine, **server_options) -> AsyncIterator[Call]:
         engine=engine, casting=casting, api_key="test", base_url=server.base_url
     )
     c = Call(server=server, conversation=conv, user=UserAudio(sample_rate=MIC_RATE))
-    conv.session.input.audio = c.user
     conv.audio.on("clear_buffer", lambda: c.cleared_at.append(time.monotonic()))
-    playout = AvatarPlayout(audio_recv=conv.audio, video_gen=conv.generator, sink=c.frames)
-    await playout.start()  # the avatar starts before the session, as in the app
-    await conv.session.start(agent=conv.cast.agents[0])
+    await start_local(conv, user_audio=c.user, sink=c.frames)
     try:
         yield c
     finally:
-        await conv.session.aclose()
-        await playout.aclose()
-        await conv.generator.aclose()
-        await conv.cast.aclose()
+        await conv.aclose()
         await server.aclose()
 
 

@@ -194,7 +194,13 @@ def named_photo(name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
 
         image = data.astronaut()
     elif name == "grace_hopper":
-        from matplotlib import cbook
+        try:
+            from matplotlib import cbook
+        except ImportError:
+            raise RuntimeError(
+                "the evaluation's held-out photo ships with matplotlib: install the train "
+                "extra (pip install -e '.[train]')"
+            ) from None
         from PIL import Image
 
         with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
