@@ -258,6 +258,7 @@ def test_a_line_naming_the_other_character_hands_over_once_it_is_played(spy_engi
         async with offline_call(spy_engine, dataclasses.replace(duo, personas=(ann, bob))) as c:
             c.conversation.session.generate_reply(user_input="Ann, hello.")  # to Ann, who has it
             await c.segment(2)  # her line names Bob: he answers
+            await c.listening()  # the session has heard his reply end before it closes
             return c
 
     c = run(scene())
