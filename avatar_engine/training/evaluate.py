@@ -17,7 +17,7 @@ from avatar_engine.config import Preset
 from avatar_engine.model.dit import WanDiT
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
-from avatar_engine.training.data.clips import _pair
+from avatar_engine.training.data.clips import compose_pair
 from avatar_engine.training.data.portraits import (
     HELD_OUT_PHOTO,
     Portrait,
@@ -92,8 +92,9 @@ class Renderer:
         plan: dict[int, tuple[int, torch.Tensor]] = {}
         audio = np.zeros(0, dtype=np.float32)
         for speaker, wave in speech:
-            features.reset(start_chunk=max([*plan, -1]) + 1)
-            start = g.chunk_start_sample(features._next)
+            first_chunk = max([*plan, -1]) + 1  # each turn starts at a chunk boundary
+            features.reset(start_chunk=first_chunk)
+            start = g.chunk_start_sample(first_chunk)
             audio = np.pad(audio, (0, max(0, start - len(audio))))[:start]
             audio = np.concatenate([audio, wave])
             for c in features.push(wave, g.sample_rate) + features.end_of_turn():
@@ -183,7 +184,7 @@ def evaluate(
             report.silence_ratio = float(mouth_motion(silent.frames, box).mean() / speaking_motion)
     report.lipsync = {s: float(np.mean([a for a, _ in v])) for s, v in scores.items()}
     report.identity_psnr = {s: float(np.mean([b for _, b in v])) for s, v in scores.items()}
-    picture, people = _pair(np.random.default_rng(EVAL_SEED + 1), size, held_out=True)
+    picture, people = compose_pair(np.random.default_rng(EVAL_SEED + 1), size, held_out=True)
     speech = random_utterance(rng, g.sample_rate, held_out=True)
     chunks = int(np.ceil((len(speech) / g.sample_rate + 0.5) / chunk_s))
     pair = renderer.render(people, picture, [(0, speech)], chunks)

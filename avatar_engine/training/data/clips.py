@@ -15,7 +15,7 @@ from avatar_engine.training.data.motion import (
     listening_track,
     speech_track,
 )
-from avatar_engine.training.data.portraits import Portrait, _background, random_portrait
+from avatar_engine.training.data.portraits import Portrait, background, random_portrait
 from avatar_engine.training.data.speech import random_utterance
 from avatar_engine.training.features import clip_audio_frames
 
@@ -37,9 +37,9 @@ class Clip:
     kind: str
 
 
-def _pair(rng: np.random.Generator, size: int, held_out: bool) -> tuple[torch.Tensor, list]:
+def compose_pair(rng: np.random.Generator, size: int, held_out: bool) -> tuple[torch.Tensor, list]:
     """Two characters side by side on one background."""
-    canvas = _background(rng, size)
+    canvas = background(rng, size)
     half, top = size // 2, size // 4
     people = []
     for slot in range(2):
@@ -94,7 +94,7 @@ def make_clip(
     rate, fps = geometry.sample_rate, geometry.fps
     audio_frames = clip_audio_frames(geometry, latent_frames)
     if kind == "pair":
-        picture, people = _pair(rng, size, held_out)
+        picture, people = compose_pair(rng, size, held_out)
     else:
         person = random_portrait(rng, size, held_out=held_out)
         picture, people = person.image, [person]

@@ -38,7 +38,7 @@ def _paint(canvas: torch.Tensor, coverage: torch.Tensor, color) -> None:
     canvas.mul_(1 - coverage[..., None]).add_(coverage[..., None] * torch.tensor(color))
 
 
-def _background(rng: np.random.Generator, size: int) -> torch.Tensor:
+def background(rng: np.random.Generator, size: int) -> torch.Tensor:
     y, x = _grid(size)
     a, b = rng.uniform(0.1, 0.95, 3), rng.uniform(0.1, 0.95, 3)
     angle = rng.uniform(0, np.pi)
@@ -52,7 +52,7 @@ SKIN = ((0.98, 0.84, 0.72), (0.9, 0.72, 0.55), (0.72, 0.52, 0.36), (0.48, 0.32, 
 
 def draw_portrait(rng: np.random.Generator, size: int, *, box: Box | None = None) -> Portrait:
     """A cartoon head with a closed mouth (motion opens it), inside `box` or a random one."""
-    canvas = _background(rng, size)
+    canvas = background(rng, size)
     y, x = _grid(size)
     if box is None:
         w = rng.uniform(0.42, 0.62)
@@ -106,7 +106,7 @@ def lfw_portrait(rng: np.random.Generator, size: int, index: int) -> Portrait:
         face[None, None], size=(side, side), mode="bicubic", align_corners=False
     )[0, 0].clamp(0, 1)
     tint = torch.tensor(np.clip(np.array(SKIN[rng.integers(4)]) * 1.15, 0, 1), dtype=torch.float32)
-    canvas = _background(rng, size)
+    canvas = background(rng, size)
     top = int(rng.integers(size // 10, size - side + 1))
     left = int(rng.integers(0, size - side + 1))
     y, x = _grid(side)
