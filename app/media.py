@@ -35,7 +35,9 @@ def write_mp4(
             pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
             step = 1024
             for start in range(0, len(pcm), step):
-                piece = av.AudioFrame.from_ndarray(pcm[None, start : start + step], format="s16")
+                piece = av.AudioFrame.from_ndarray(
+                    pcm[None, start : start + step], format="s16", layout="mono"
+                )
                 piece.sample_rate = rate
                 piece.pts = start
                 piece.time_base = Fraction(1, rate)
