@@ -42,6 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     common = dict(steps=args.steps, seed=args.seed, pool_size=args.pool)
     if args.batch:
         common["batch"] = args.batch
+    if args.lr:
+        common["lr"] = args.lr
     if args.stage == "vae":
         from avatar_engine.training.vae import train_vae
 
@@ -52,7 +54,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             decoder_only=args.decoder_only,
             window_frames=args.window,
             long_window=args.long_window,
-            lr=args.lr or 2e-3,
             **common,
         )
     elif args.stage == "teacher":
@@ -70,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run,
             dmd_weight=args.dmd_weight,
             chunks=args.chunks,
+            init=None if args.init is None else _speaker(args.init, "student"),
             **common,
         )
     print(f"checkpoint: {run}/checkpoint.pt, losses: {run}/log.jsonl")

@@ -91,3 +91,23 @@ def test_train_vae_passes_every_option_on(monkeypatch, tmp_path):
     assert main(argv) == 0
     assert seen["steps"] == 7 and seen["window_frames"] == 9 and seen["long_window"] == 41
     assert seen["lr"] == 0.001 and seen["batch"] == 3 and seen["decoder_only"] is True
+
+
+def test_train_student_passes_every_option_on(monkeypatch, tmp_path):
+    import app.training_cli as cli
+    import avatar_engine.training.distill as distill
+
+    seen = {}
+    monkeypatch.setattr(cli, "_vae", lambda run: f"vae from {run}")
+    monkeypatch.setattr(cli, "_speaker", lambda run, name: f"{name} from {run}")
+    monkeypatch.setattr(
+        distill,
+        "train_student",
+        lambda preset, vae, teacher, run, **kw: seen.update(kw, vae=vae, teacher=teacher),
+    )
+    argv = ["train", "student", "--run", str(tmp_path), "--steps", "5", "--dmd-weight", "0.25"]
+    argv += ["--init", "runs/reg", "--teacher", "runs/t", "--vae", "runs/v", "--lr", "0.0002"]
+    assert main(argv) == 0
+    assert seen["init"] == "student from runs/reg" and seen["teacher"] == "teacher from runs/t"
+    assert seen["vae"] == "vae from runs/v" and seen["dmd_weight"] == 0.25
+    assert seen["lr"] == 0.0002 and seen["steps"] == 5
