@@ -214,6 +214,7 @@ def test_a_hand_over_switches_the_speaker_at_a_chunk_boundary(spy_engine, floor)
             await c.listening()
             session.generate_reply(user_input="And the weather?")  # nobody named: the next one
             await c.segment(3)  # Ada again, with her first line
+            await c.listening()  # the session has heard her line end before it closes
             assert c.conversation.cast.active_index == 0
             return c
 
