@@ -58,23 +58,15 @@ def side_by_side(characters: tuple[Character, ...], size: int = 512) -> tuple[np
     cell = size // k
     top = (size - cell) // 2
     pictures = [c.picture() for c in characters]
-    canvas = np.full((size, size, 3), 0, dtype=np.uint8)
-    canvas[:] = np.asarray(pictures[0][0, 0], dtype=np.uint8)  # the first picture's corner
+    canvas = np.empty((size, size, 3), dtype=np.uint8)
+    canvas[:] = pictures[0][0, 0]  # the first picture's corner colour around the tiles
     boxes = []
     for i, (c, pic) in enumerate(zip(characters, pictures, strict=True)):
         tile = np.asarray(Image.fromarray(pic).resize((cell, cell), Image.Resampling.LANCZOS))
         canvas[top : top + cell, i * cell : (i + 1) * cell] = tile
         x0, y0, x1, y1 = c.face_box
         boxes.append(
-            tuple(
-                float(v)
-                for v in (
-                    (i + x0) / k,
-                    (top + y0 * cell) / size,
-                    (i + x1) / k,
-                    (top + y1 * cell) / size,
-                )
-            )
+            ((i + x0) / k, (top + y0 * cell) / size, (i + x1) / k, (top + y1 * cell) / size)
         )
     return canvas, boxes
 

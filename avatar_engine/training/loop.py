@@ -4,6 +4,7 @@ a JSON-lines log of the losses."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,7 +86,7 @@ def cosine_lr(step: int, total: int, *, peak: float, warmup: int = 50) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item()))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(progress * math.pi)))
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
@@ -109,8 +108,3 @@ def train_vae(
 
     loop.run(step)
     return vae.eval()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of images in [-1, 1]."""
-    return float(10 * torch.log10(4 / F.mse_loss(a, b)))

@@ -37,6 +37,25 @@ class Clip:
     kind: str
 
 
+def _in_slot(p: Portrait, slot: int) -> Portrait:
+    """A half-size portrait's landmarks once it sits in column `slot` of a pair's frame."""
+
+    def mx(v: float) -> float:
+        return (v + slot) / 2
+
+    def my(v: float) -> float:
+        return v / 2 + 0.25
+
+    x0, y0, x1, y1 = p.face_box
+    return Portrait(
+        p.image,
+        (mx(x0), my(y0), mx(x1), my(y1)),
+        (mx(p.mouth[0]), my(p.mouth[1]), p.mouth[2] / 2),
+        tuple((mx(ex), my(ey), ew / 2) for ex, ey, ew in p.eyes),
+        p.source,
+    )
+
+
 def compose_pair(rng: np.random.Generator, size: int, held_out: bool) -> tuple[torch.Tensor, list]:
     """Two characters side by side on one background."""
     canvas = background(rng, size)
@@ -45,23 +64,7 @@ def compose_pair(rng: np.random.Generator, size: int, held_out: bool) -> tuple[t
     for slot in range(2):
         p = random_portrait(rng, half, held_out=held_out)
         canvas[top : top + half, slot * half : (slot + 1) * half] = p.image
-
-        def mx(v: float, slot=slot) -> float:
-            return (v + slot) / 2
-
-        def my(v: float) -> float:
-            return v / 2 + 0.25
-
-        x0, y0, x1, y1 = p.face_box
-        people.append(
-            Portrait(
-                p.image,
-                (mx(x0), my(y0), mx(x1), my(y1)),
-                (mx(p.mouth[0]), my(p.mouth[1]), p.mouth[2] / 2),
-                tuple((mx(ex), my(ey), ew / 2) for ex, ey, ew in p.eyes),
-                p.source,
-            )
-        )
+        people.append(_in_slot(p, slot))
     return canvas, people
 
 

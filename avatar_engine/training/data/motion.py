@@ -87,6 +87,12 @@ def _window(y, x, box, feather: float) -> torch.Tensor:
     return wx * wy
 
 
+def _full_drop(who: Portrait) -> float:
+    """How far the jaw drops at full opening, as a fraction of the frame."""
+    x0, y0, x1, y1 = who.face_box
+    return JAW_DROP * (y1 - y0) * 1.6
+
+
 def animate(
     image: torch.Tensor, characters: list[Portrait], tracks: list[MotionTrack]
 ) -> torch.Tensor:
@@ -106,7 +112,6 @@ def animate(
     xs = (torch.arange(size_w, dtype=torch.float32) + 0.5) / size_w
     y, x = ys[:, None].expand(size_h, size_w), xs[None, :].expand(size_h, size_w)  # [H, W]
     shift = torch.zeros(frames, size_h, size_w, 2)  # source offset (x, y) in frame fractions
-    mouths = []
     for who, track in zip(characters, tracks, strict=True):
         x0, y0, x1, y1 = who.face_box
         head = _window(y, x, (x0 - 0.05, y0 - 0.1, x1 + 0.05, y1 + 0.05), 0.08)  # [H, W]
@@ -115,7 +120,7 @@ def animate(
         below = ((y - my) / 0.02).clamp(0, 1) * ((chin + 0.08 - y) / 0.08).clamp(0, 1)
         jaw = below * ((mw * 2.2 - (x - mx).abs()) / (mw * 1.2)).clamp(0, 1)  # [H, W]
         opening = torch.tensor(track.opening, dtype=torch.float32)[:, None, None]  # [T, 1, 1]
-        shift[..., 1] -= opening * JAW_DROP * (y1 - y0) * 1.6 * jaw
+        shift[..., 1] -= opening * _full_drop(who) * jaw
         for ex, ey, ew in who.eyes:
             eh = 0.75 * ew
             inside = _window(y, x, (ex - ew, ey - eh, ex + ew, ey + eh), 0.3 * ew)
@@ -124,21 +129,19 @@ def animate(
         sway = torch.tensor(track.sway, dtype=torch.float32)  # [T, 2] pixels
         scale = torch.tensor([1 / size_w, 1 / size_h])
         shift -= (sway * scale)[:, None, None, :] * head[None, ..., None]
-        mouths.append((who, track))
     base = torch.stack([x, y], dim=-1)  # [H, W, 2]
     grid = (base[None] + shift) * 2 - 1  # [T, H, W, 2] in grid_sample's [-1, 1]
     src = image.permute(2, 0, 1)[None].expand(frames, -1, -1, -1)  # [T, 3, H, W]
     video = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
     video = video.permute(0, 2, 3, 1).contiguous()  # [T, H, W, 3]
     color = torch.tensor(MOUTH_COLOR)
-    for who, track in mouths:
+    for who, track in zip(characters, tracks, strict=True):
         mx, my, mw = who.mouth
-        x0, y0, x1, y1 = who.face_box
         for t in range(frames):
             o = float(track.opening[t])
             if o < 0.02:
                 continue
-            height = o * JAW_DROP * (y1 - y0) * 1.6
+            height = o * _full_drop(who)
             rx = mw * (1.0 - 0.35 * float(track.rounding[t]))
             d = torch.sqrt(
                 ((y - my - height / 2) / (height / 2 + 0.004)) ** 2 + ((x - mx) / rx) ** 2
