@@ -38,7 +38,40 @@ def _paint(canvas: torch.Tensor, coverage: torch.Tensor, color) -> None:
     canvas.mul_(1 - coverage[..., None]).add_(coverage[..., None] * torch.tensor(color))
 
 
+# Photos (none of a face) whose crops become backgrounds, so the VAE meets natural texture:
+# fur, foliage, fabric, metal, grain. scikit-image ships them; grey ones are tinted.
+TEXTURE_PHOTOS = ("chelsea", "coffee", "rocket", "hubble_deep_field",
+                  "immunohistochemistry", "retina", "colorwheel", "camera", "brick", "grass",
+                  "gravel", "moon", "coins", "page")  # fmt: skip
+
+
+@cache
+def _texture_photo(name: str) -> torch.Tensor:
+    from skimage import data
+
+    image = torch.tensor(getattr(data, name)(), dtype=torch.float32) / 255
+    return image[..., None].expand(*image.shape, 3) if image.ndim == 2 else image[..., :3]
+
+
+def _photo_background(rng: np.random.Generator, size: int) -> torch.Tensor:
+    photo = _texture_photo(TEXTURE_PHOTOS[rng.integers(len(TEXTURE_PHOTOS))])
+    h, w = photo.shape[:2]
+    side = int(min(h, w) * rng.uniform(0.2, 1.0))
+    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = photo[top : top + side, left : left + side].permute(2, 0, 1)[None]
+    crop = torch.nn.functional.interpolate(
+        crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False
+    )[0].permute(1, 2, 0)
+    if rng.random() < 0.5:
+        crop = crop.flip(1)
+    tint = torch.tensor(rng.uniform(0.6, 1.2, 3), dtype=torch.float32)
+    return (crop * tint).clamp(0, 1)
+
+
 def background(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """Half the time a two-colour gradient, half a crop of a photo."""
+    if rng.random() < 0.5:
+        return _photo_background(rng, size)
     y, x = _grid(size)
     a, b = rng.uniform(0.1, 0.95, 3), rng.uniform(0.1, 0.95, 3)
     angle = rng.uniform(0, np.pi)
