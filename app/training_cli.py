@@ -45,9 +45,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.lr:
         common["lr"] = args.lr
     if args.stage == "vae":
-        from avatar_engine.training.vae import train_vae
+        from avatar_engine.training.vae import latent_statistics, train_vae
 
-        train_vae(
+        vae = train_vae(
             _preset(),
             run,
             init_from=args.init,
@@ -56,6 +56,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             long_window=args.long_window,
             **common,
         )
+        mean, std = latent_statistics(vae, _preset())
+        (run / "latent_stats.json").write_text(json.dumps({"mean": mean, "std": std}))
+        print("latent statistics (TINY_VAE_LATENT_MEAN/STD in avatar_engine/config.py):")
+        print(f"  mean {[round(v, 4) for v in mean]}\n  std  {[round(v, 4) for v in std]}")
     elif args.stage == "teacher":
         from avatar_engine.training.teacher import train_teacher
 

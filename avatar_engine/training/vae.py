@@ -9,6 +9,7 @@ import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
+from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.pool import ClipPool, pixels
 from avatar_engine.training.loop import TrainLoop, cosine_lr, load_trained, set_lr
 from avatar_engine.vae.model import WanVAE
@@ -108,3 +109,22 @@ def train_vae(
 
     loop.run(step)
     return vae.eval()
+
+
+def latent_statistics(
+    vae: WanVAE, preset: Preset, *, clips: int = 24, seed: int = 1
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of the raw posterior means over whole training
+    clips (as Wan's were measured): the DiT sees latents normalised by them, so they belong
+    in the VAE preset once its weights are final."""
+    geometry = FrameGeometry.of_preset(preset)
+    raw = []
+    with torch.no_grad():
+        for index in range(clips):
+            clip = make_clip(
+                seed, index, geometry=geometry, size=preset.stream.height, latent_frames=7
+            )
+            video = pixels((clip.video * 255).round().to(torch.uint8)).transpose(0, 1)[None]
+            raw.append(vae.denormalize(vae.encode_video(video)).transpose(0, 1).flatten(1))
+    values = torch.cat(raw, dim=1)  # [z, N]
+    return values.mean(1).tolist(), values.std(1).tolist()

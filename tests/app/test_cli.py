@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -85,12 +86,17 @@ def test_train_vae_passes_every_option_on(monkeypatch, tmp_path):
     import avatar_engine.training.vae as vae_stage
 
     seen = {}
-    monkeypatch.setattr(vae_stage, "train_vae", lambda preset, run, **kw: seen.update(kw, run=run))
+    monkeypatch.setattr(
+        vae_stage, "train_vae", lambda preset, run, **kw: seen.update(kw, run=run) or "vae"
+    )
+    monkeypatch.setattr(vae_stage, "latent_statistics", lambda vae, preset: ([0.5], [2.0]))
     argv = ["train", "vae", "--run", str(tmp_path), "--steps", "7", "--window", "9"]
     argv += ["--long-window", "41", "--lr", "0.001", "--batch", "3", "--decoder-only"]
     assert main(argv) == 0
     assert seen["steps"] == 7 and seen["window_frames"] == 9 and seen["long_window"] == 41
     assert seen["lr"] == 0.001 and seen["batch"] == 3 and seen["decoder_only"] is True
+    stats = json.loads((tmp_path / "latent_stats.json").read_text())
+    assert stats == {"mean": [0.5], "std": [2.0]}
 
 
 def test_train_student_passes_every_option_on(monkeypatch, tmp_path):

@@ -9,10 +9,13 @@ from avatar_engine.audio.routing import route_to_speaker
 from avatar_engine.embedded import EmbeddedModel
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
+from avatar_engine.training.data.clips import make_clip
+from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.distill import train_student
 from avatar_engine.training.loop import read_log
 from avatar_engine.training.teacher import train_teacher
-from avatar_engine.training.vae import train_vae
+from avatar_engine.training.vae import latent_statistics, train_vae
+from avatar_engine.vae.weights import random_vae
 from tests.avatar_engine.training.conftest import MICRO_TRAIN
 
 
@@ -62,3 +65,20 @@ def test_stages_train_resume_and_export(tmp_path):
     shape = (3, g.window_frames, MICRO_TRAIN.dit.audio_feature_dim)
     chunk = session.next_frames(*route_to_speaker(None, None, 1, feature_shape=shape))
     assert chunk.frames.shape == (1, 9, 64, 64, 3)
+
+
+def test_latent_statistics_normalise_the_clips_they_were_measured_on():
+    vae = random_vae(MICRO_TRAIN.vae, device="cpu", dtype=torch.float32, seed=0)
+    mean, std = latent_statistics(vae, MICRO_TRAIN, clips=2, seed=4)
+    assert len(mean) == len(std) == MICRO_TRAIN.vae.z_dim
+    vae.latent_mean, vae.latent_std = torch.tensor(mean), torch.tensor(std)
+    geometry = FrameGeometry.of_preset(MICRO_TRAIN)
+    size = MICRO_TRAIN.stream.height
+    latents = []
+    for index in range(2):
+        clip = make_clip(4, index, geometry=geometry, size=size, latent_frames=7)
+        video = pixels((clip.video * 255).round().to(torch.uint8)).transpose(0, 1)[None]
+        latents.append(vae.encode_video(video)[0].flatten(1))
+    z = torch.cat(latents, dim=1)  # [z, N], normalised with the measured statistics
+    assert torch.allclose(z.mean(1), torch.zeros(len(mean)), atol=1e-3)
+    assert torch.allclose(z.std(1), torch.ones(len(mean)), atol=1e-3)
