@@ -63,7 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.stage == "teacher":
         from avatar_engine.training.teacher import train_teacher
 
-        train_teacher(_preset(), _vae(args.vae), run, chunks=args.chunks, **common)
+        init = None if args.init is None else _speaker(args.init, "teacher")
+        train_teacher(_preset(), _vae(args.vae), run, chunks=args.chunks, init=init, **common)
     else:
         from avatar_engine.training.distill import train_student
 
@@ -136,7 +137,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--dmd-weight", type=float, default=0.0, help="0: ODE regression only")
     train.add_argument("--threads", type=int, default=0)
     train.add_argument(
-        "--init", type=Path, help="vae: start from this VAE run; student: from this student run"
+        "--init", type=Path, help="start from this run of the same stage (VAE, teacher or student)"
     )
     train.add_argument(
         "--window", type=int, default=5, help="vae: frames per training window (1 + 4n)"

@@ -91,9 +91,12 @@ def train_teacher(
     seed: int = 0,
     pool_size: int = 200,
     chunks: int = TEACHER_CHUNKS,
+    init: Speaker | None = None,
 ) -> Speaker:
+    """Train (or resume) the bidirectional teacher; init starts it from another teacher (for
+    example one trained in an earlier latent space: it keeps the speech encoder it learned)."""
     torch.manual_seed(seed)
-    model = new_speaker(preset, seed).train()
+    model = (init or new_speaker(preset, seed)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     loop = TrainLoop(
         run_dir,

@@ -117,3 +117,18 @@ def test_train_student_passes_every_option_on(monkeypatch, tmp_path):
     assert seen["init"] == "student from runs/reg" and seen["teacher"] == "teacher from runs/t"
     assert seen["vae"] == "vae from runs/v" and seen["dmd_weight"] == 0.25
     assert seen["lr"] == 0.0002 and seen["steps"] == 5
+
+
+def test_train_teacher_starts_from_init(monkeypatch, tmp_path):
+    import app.training_cli as cli
+    import avatar_engine.training.teacher as teacher
+
+    seen = {}
+    monkeypatch.setattr(cli, "_vae", lambda run: f"vae from {run}")
+    monkeypatch.setattr(cli, "_speaker", lambda run, name: f"{name} from {run}")
+    monkeypatch.setattr(
+        teacher, "train_teacher", lambda preset, vae, run, **kw: seen.update(kw, vae=vae)
+    )
+    argv = ["train", "teacher", "--run", str(tmp_path), "--steps", "3", "--init", "runs/old"]
+    assert main(argv) == 0
+    assert seen["init"] == "teacher from runs/old" and seen["steps"] == 3
