@@ -1,22 +1,29 @@
 """Characters and scenes on disk: a picture with a face box plus a persona per character, and
-scenes that put 2-4 characters in one frame. Looked up in the user's data directory first,
-then in the defaults shipped in assets/."""
+scenes that put 2-4 characters in one frame, side by side or in one group photo. Looked up in
+the given roots in order (the creators' data directory, app/store.py, or the defaults shipped
+in assets/). Also turns an uploaded picture into a portrait cropped around its face."""
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from avatar_engine.training.data.portraits import detect_faces, photo_portrait
 from llm_bridge.persona import Persona
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 Box = tuple[float, float, float, float]
+Face = tuple[int, int, int]  # a detected face: row, col, side in pixels
+PORTRAIT_SIZE = 512  # stored pictures are square, like the defaults; the engine resizes them
+FACE_ZOOM = 0.5  # the face's width as a fraction of a portrait (the defaults' framing)
 
 
 def check_id(kind: str, value: str) -> str:
@@ -29,12 +36,22 @@ def check_id(kind: str, value: str) -> str:
     return value
 
 
+def id_from_name(name: str) -> str:
+    """A valid id made from a display name ("Dr. Zoë Ng" -> "dr-zoe-ng"); '/' and '.' become
+    separators, so no name can make an id that leaves a directory."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:64].strip("-")
+    return check_id("derived", slug or "unnamed")
+
+
 @dataclass(frozen=True)
 class Character:
     id: str
     persona: Persona
     image: Path  # the reference picture
     face_box: Box  # (x0, y0, x1, y1) fractions of the picture
+    voice: Path | None = None  # a voice sample (mono wav) for previews and cloning voices
+    revision: int = 0  # bumped by every save (app/store.py); defaults start at 0
 
     def picture(self) -> np.ndarray:
         """[H, W, 3] uint8 RGB."""
@@ -49,6 +66,8 @@ class Scene:
     characters: tuple[Character, ...]
     picture: np.ndarray  # [H, W, 3] uint8, all characters in one frame
     face_boxes: tuple[Box, ...]  # per character, fractions of the picture
+    group_photo: bool = False  # True: one photo of them all; False: composed side by side
+    revision: int = 0
 
 
 def side_by_side(characters: tuple[Character, ...], size: int = 512) -> tuple[np.ndarray, list]:
@@ -82,7 +101,9 @@ class CharacterLibrary:
         for root in self.roots:
             path = root / f"{kind}s" / ident / filename
             if path.is_file():
-                return path
+                # One version's directory: the store swaps a link to save, and every file read
+                # next must come from the version this one came from.
+                return path.resolve()
         known = ", ".join(self.ids(kind)) or "none"
         raise LookupError(f"no {kind} {ident!r}; known {kind}s: {known}")
 
@@ -100,8 +121,14 @@ class CharacterLibrary:
         box = tuple(float(v) for v in data["face_box"])
         if len(box) != 4:
             raise ValueError(f"{path}: face_box needs 4 numbers (x0, y0, x1, y1)")
+        voice = data.get("voice")
         return Character(
-            ident, Persona.from_dict(data["persona"]), path.parent / data["image"], box
+            ident,
+            Persona.from_dict(data["persona"]),
+            path.parent / data["image"],
+            box,
+            voice=None if voice is None else path.parent / voice,
+            revision=int(data.get("revision", 0)),
         )
 
     def scene(self, ident: str) -> Scene:
@@ -110,5 +137,88 @@ class CharacterLibrary:
         characters = tuple(self.character(c) for c in data["characters"])
         if not 2 <= len(characters) <= 4:
             raise ValueError(f"{path}: a scene has 2 to 4 characters, not {len(characters)}")
-        picture, boxes = side_by_side(characters)
-        return Scene(ident, data.get("name", ident), characters, picture, tuple(boxes))
+        name, revision = data.get("name", ident), int(data.get("revision", 0))
+        if "picture" not in data:
+            picture, boxes = side_by_side(characters)
+            return Scene(ident, name, characters, picture, tuple(boxes), revision=revision)
+        boxes = tuple(tuple(float(v) for v in box) for box in data["face_boxes"])
+        if len(boxes) != len(characters) or any(len(box) != 4 for box in boxes):
+            raise ValueError(f"{path}: face_boxes needs one (x0, y0, x1, y1) per character")
+        with Image.open(path.parent / data["picture"]) as im:
+            picture = np.asarray(im.convert("RGB"))
+        return Scene(ident, name, characters, picture, boxes, group_photo=True, revision=revision)
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """A picture cut to what the store keeps: a square around the chosen face(s)."""
+
+    image: np.ndarray  # [S, S, 3] uint8 RGB
+    face_boxes: tuple[Box, ...]  # per face, fractions of `image`
+
+
+def find_faces(image: np.ndarray) -> list[Face]:
+    """Frontal faces, largest first, one detection per face: the cascade reports a face at
+    several nearby scales, so a detection centred inside a larger one is dropped."""
+    kept: list[Face] = []
+    for row, col, side in detect_faces(image):
+        cy, cx = row + side / 2, col + side / 2
+        if not any(r <= cy < r + s and c <= cx < c + s for r, c, s in kept):
+            kept.append((row, col, side))
+    return kept
+
+
+def crop_portrait(image: np.ndarray, face: Face | None, size: int = PORTRAIT_SIZE) -> FaceCrop:
+    """A square portrait framed like the defaults around `face`; with no face (the detector
+    misses drawn faces), the centre square with its middle as the face.
+
+    Args:
+        image: [H, W, 3] uint8 RGB.
+    """
+    if face is None:
+        margin = (1 - FACE_ZOOM) / 2
+        return group_picture(image, [], size, centre=(margin, margin, 1 - margin, 1 - margin))
+    portrait = photo_portrait(image, face, size, zoom=FACE_ZOOM)
+    pixels = (portrait.image * 255).round().to(torch.uint8).numpy()  # [S, S, 3]
+    box = tuple(min(max(v, 0.0), 1.0) for v in portrait.face_box)
+    return FaceCrop(pixels, (box,))
+
+
+def group_picture(
+    image: np.ndarray, faces: list[Face], size: int = PORTRAIT_SIZE, *, centre: Box | None = None
+) -> FaceCrop:
+    """A square of a photo holding the chosen faces, resized, with each face's box in it in
+    the order given (or `centre` as the one box when no faces are given). The square is the
+    largest one centred on the faces; when they do not all fit in it, the photo is padded to a
+    square instead (its edges extended), so no face is ever cut.
+
+    Args:
+        image: [H, W, 3] uint8 RGB.
+    """
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    if faces:
+        top = round(np.mean([r + s / 2 for r, _, s in faces]) - side / 2)
+        left = round(np.mean([c + s / 2 for _, c, s in faces]) - side / 2)
+        top, left = min(max(top, 0), h - side), min(max(left, 0), w - side)
+        inside = all(
+            top <= r and r + s <= top + side and left <= c and c + s <= left + side
+            for r, c, s in faces
+        )
+        if not inside:
+            side = max(h, w)
+            pad_h, pad_w = (side - h) // 2, (side - w) // 2
+            image = np.pad(
+                image, ((pad_h, side - h - pad_h), (pad_w, side - w - pad_w), (0, 0)), mode="edge"
+            )
+            top, left = -pad_h, -pad_w  # the faces' coordinates are the unpadded photo's
+    boxes = [centre] if centre is not None else []
+    boxes += [
+        ((c - left) / side, (r - top) / side, (c + s - left) / side, (r + s - top) / side)
+        for r, c, s in faces
+    ]
+    top, left = max(top, 0), max(left, 0)
+    square = Image.fromarray(np.ascontiguousarray(image[top : top + side, left : left + side]))
+    resized = np.asarray(square.resize((size, size), Image.Resampling.LANCZOS))
+    return FaceCrop(resized, tuple(boxes))
