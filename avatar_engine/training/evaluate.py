@@ -11,8 +11,7 @@ from tqdm import tqdm
 
 from avatar_engine.audio.encoder import SpeechEncoder
 from avatar_engine.audio.geometry import FrameGeometry
-from avatar_engine.audio.routing import route_to_speaker
-from avatar_engine.audio.stream import SpeechFeatureStream
+from avatar_engine.audio.turns import Turn, plan_turns
 from avatar_engine.config import Preset
 from avatar_engine.model.dit import WanDiT
 from avatar_engine.scene import scene_from_image
@@ -87,27 +86,17 @@ class Renderer:
             self.vae, self.preset.dit, stream, image, [p.face_box for p in portraits]
         )
         session = StreamSession(self.dit, stream, scene, seed=EVAL_SEED, vae=self.vae)
-        features = SpeechFeatureStream(self.encoder, g)
-        shape = (stream.chunk_latent_frames, g.window_frames, self.preset.dit.audio_feature_dim)
-        plan: dict[int, tuple[int, torch.Tensor]] = {}
-        audio = np.zeros(0, dtype=np.float32)
-        for speaker, wave in speech:
-            first_chunk = max([*plan, -1]) + 1  # each turn starts at a chunk boundary
-            features.reset(start_chunk=first_chunk)
-            start = g.chunk_start_sample(first_chunk)
-            audio = np.pad(audio, (0, max(0, start - len(audio))))[:start]
-            audio = np.concatenate([audio, wave])
-            for c in features.push(wave, g.sample_rate) + features.end_of_turn():
-                plan[c.index] = (speaker, c.features)
+        plan = plan_turns(
+            self.encoder, self.preset, [Turn(k, wave, g.sample_rate) for k, wave in speech]
+        )
         frames, flags = [], []
-        k = len(portraits)
         for index in tqdm(range(chunks), desc="render", disable=not progress, leave=False):
-            speaker, feats = plan.get(index, (None, None))
-            routed, speaking = route_to_speaker(feats, speaker, k, feature_shape=shape)
+            routed, speaking = plan.inputs(index, len(portraits))
             chunk = session.next_frames(routed, speaking)
             frames.append(chunk.frames[0])
             flags.append(speaking[0, :, None].expand(-1, chunk.frames.shape[1]))
         video = torch.cat(frames)
+        audio = plan.audio(g.sample_rate)
         audio = np.pad(audio, (0, max(0, len(video) * g.samples_per_frame - len(audio))))
         return Rendered(
             video, audio[: len(video) * g.samples_per_frame], torch.cat(flags, 1).numpy()
