@@ -1,0 +1,137 @@
+"""The offer endpoint's refusals (a bad offer 400, an unknown id 404, a full server 503), each
+with a message and nothing built or left behind; and the app's pages and config."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.web.conftest import LIBRARY, call, calls_of, make_offer, post_offer, served
+from web.app import create_app
+
+
+@pytest.fixture
+def counted(micro_engine):
+    """An app whose engine factory counts the engines it was asked for."""
+    built = []
+
+    def factory():
+        built.append(micro_engine)
+        return micro_engine
+
+    return create_app(engine_factory=factory, library=LIBRARY, sessions=1), built
+
+
+async def good_offer() -> str:
+    pc, _ = await make_offer()
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+GOOD = asyncio.run(good_offer())
+NO_VIDEO = "\r\n".join(GOOD.split("m=video")[0].splitlines()) + "\r\n"
+MALFORMED = {
+    "not SDP": ("hello", "not start with 'v=0'"),
+    "empty": ("", "not start with 'v=0'"),
+    "no media": ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "no media sections"),
+    "cut short": (GOOD[: len(GOOD) // 3], "cannot be parsed"),
+    "no video": (NO_VIDEO, "receives no video"),
+    "no fingerprint": (GOOD.replace("a=fingerprint", "a=x-fingerprint"), "no DTLS fingerprint"),
+    "no ICE": (GOOD.replace("a=ice-pwd", "a=x-ice-pwd"), "no ICE credentials"),
+    "no microphone": (GOOD.replace("opus/48000", "speex/48000"), "sends no Opus audio"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_offer_is_400_with_why_and_creates_nothing(counted, case):
+    app, built = counted
+    sdp, why = MALFORMED[case]
+    threads = threading.active_count()
+    with TestClient(app) as http:
+        response = http.post("/api/call/offer", json={"sdp": sdp, "type": "offer"})
+        assert response.status_code == 400, response.text
+        assert why in response.json()["detail"]
+        assert calls_of(app).open_calls == [] and built == []
+    assert threading.active_count() == threads
+
+
+def test_a_request_that_is_not_an_offer_is_400(counted):
+    app, built = counted
+    with TestClient(app) as http:
+        answer = http.post("/api/call/offer", json={"sdp": GOOD, "type": "answer"})
+        missing = http.post("/api/call/offer", json={"type": "offer"})
+        both = http.post("/api/call/offer", json={"sdp": GOOD, "type": "offer", "scene": "duo",
+                                                  "character": "ada"})  # fmt: skip
+    assert answer.status_code == 400 and 'type "offer"' in answer.json()["detail"]
+    assert missing.status_code == 400 and "sdp" in missing.json()["detail"]
+    assert both.status_code == 400 and "not both" in both.json()["detail"]
+    assert built == []
+
+
+@pytest.mark.parametrize(
+    ("who", "status", "why"),
+    [
+        ({"character": "nobody"}, 404, "no character 'nobody'; known characters: ada,"),
+        ({"scene": "nowhere"}, 404, "no scene 'nowhere'; known scenes: duo"),
+        ({"character": "../ada"}, 400, "character id '../ada' is not valid"),
+    ],
+)
+def test_an_unknown_or_invalid_id_is_refused_before_anything_is_built(counted, who, status, why):
+    app, built = counted
+    with TestClient(app) as http:
+        offer = http.post("/api/call/offer", json={**who, "sdp": GOOD, "type": "offer"})
+        cast = http.get("/api/cast", params=who)
+    for response in (offer, cast):
+        assert response.status_code == status, response.text
+        assert why in response.json()["detail"]
+    assert built == [] and calls_of(app).open_calls == []
+
+
+def test_a_call_over_capacity_is_busy_and_the_running_call_plays_on(web_app, micro_engine):
+    fps = micro_engine.fps
+
+    async def two_calls(base_url: str) -> tuple[httpx.Response, int]:
+        first = await call(base_url, character="ada")
+        try:
+            await first.frames(fps // 2)  # it plays
+            pc, _ = await make_offer()
+            second = await post_offer(base_url, {"character": "bo", "sdp": pc.localDescription.sdp,
+                                                 "type": "offer"})  # fmt: skip
+            await pc.close()
+            before = first.video_frames
+            await asyncio.sleep(1.0)
+            return second, first.video_frames - before
+        finally:
+            await first.close()
+
+    with served(web_app) as base_url:
+        busy, played = asyncio.run(two_calls(base_url))
+    assert busy.status_code == 503
+    assert busy.json() == {
+        "error": "busy",
+        "detail": "all 1 call slot(s) are in use; try again when a call has ended",
+    }
+    assert played >= fps // 2  # about fps in that second: the running call was not held up
+    assert calls_of(web_app).open_calls == []  # the lifespan closed the first call
+
+
+def test_pages_and_config(web_app):
+    with TestClient(web_app) as http:
+        root = http.get("/", follow_redirects=False)
+        index = http.get("/characters")
+        page = http.get("/call?character=ada")
+        script = http.get("/static/call.js")
+        config = http.get("/api/config")
+        cast = http.get("/api/cast", params={"scene": "duo"})
+    assert root.status_code == 307 and root.headers["location"] == "/characters"
+    assert '<a href="/call?character=ada">Ada</a>' in index.text
+    assert '<a href="/call?scene=duo">' in index.text
+    assert page.status_code == 200 and '<video id="avatar"' in page.text
+    assert script.status_code == 200 and "/api/call/offer" in script.text
+    assert config.json() == {"transport": "local"}
+    assert cast.json() == {"characters": ["Ada", "Bo"]}
