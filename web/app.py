@@ -156,6 +156,7 @@ def _index_page(library: CharacterLibrary) -> str:
             items.append(f'<li><a href="{link}">{html.escape(name)}</a> <small>{kind}</small></li>')
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Talking avatar</title>'
-        '<link rel="stylesheet" href="/static/call.css"></head><body class="index">'
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/call.css">'
+        '</head><body class="index">'
         f"<main><h1>Call a character</h1><ul>{''.join(items)}</ul></main></body></html>"
     )

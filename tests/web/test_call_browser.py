@@ -1,0 +1,139 @@
+"""End to end in a real browser: headless Chromium opens the call page with a fake microphone
+that says one sentence; the character (offline voice) greets, hears it and answers with its
+first scripted line. The remote video plays with advancing frames, the remote audio track is
+live and receiving, and the page's state goes speaking, then listening. A screenshot is kept
+in test-artifacts/call.png."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+from playwright.sync_api import Page, sync_playwright
+
+from llm_bridge.offline.tts import SAMPLE_RATE as ESPEAK_RATE
+from tests.llm_bridge.conftest import espeak
+from tests.web.conftest import LIBRARY, calls_of, served, wait_until
+
+CHROMIUM = os.environ.get("AVATAR_TEST_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LEAD_S, TAIL_S = 5.0, 3.0  # silence around the words: the greeting plays out first
+TURN_S = 30.0  # generous bounds on a loaded 2-core machine
+
+# Counts each state the page shows, in order, from the moment the page loads.
+RECORD_STATES = """
+window.__states = [];
+new MutationObserver(() => {
+  const s = document.body.dataset.state;
+  if (window.__states[window.__states.length - 1] !== s) window.__states.push(s);
+}).observe(document, {subtree: true, attributes: true,
+                   attributeFilter: ["data-state"]});
+"""
+
+COUNT_VIDEO_FRAMES = """
+async (ms) => {
+  const video = document.getElementById("avatar");
+  let frames = 0;
+  const tick = () => { frames++; video.requestVideoFrameCallback(tick); };
+  video.requestVideoFrameCallback(tick);
+  await new Promise((r) => setTimeout(r, ms));
+  return {frames, width: video.videoWidth, time: video.currentTime};
+}
+"""
+
+AUDIO_RECEIVED = """
+async () => {
+  const pc = window.avatarCall.pc;
+  const stats = [...(await pc.getStats()).values()];
+  const inbound = stats.find((s) => s.type === "inbound-rtp" && s.kind === "audio");
+  const track = document.getElementById("avatar").srcObject.getAudioTracks()[0];
+  return {state: track.readyState, muted: track.muted, samples: inbound.totalSamplesReceived,
+          packets: inbound.packetsReceived};
+}
+"""
+
+
+def microphone_wav(path: Path) -> float:
+    """The user's sentence with silence around it, as Chromium's fake microphone plays it;
+    returns when the words end, in seconds from the start."""
+    words = espeak("Hello Ada, how are you today?")
+    lead, tail = (np.zeros(round(s * ESPEAK_RATE), dtype=np.int16) for s in (LEAD_S, TAIL_S))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(ESPEAK_RATE)
+        out.writeframes(np.concatenate([lead, words, tail]).tobytes())
+    return LEAD_S + len(words) / ESPEAK_RATE
+
+
+def wait_for_state(page: Page, states: list[str], timeout: float = TURN_S) -> None:
+    page.wait_for_function(
+        "(want) => want.includes(document.body.dataset.state)", arg=states, timeout=timeout * 1e3
+    )
+
+
+def test_a_browser_calls_a_character_and_hears_it_answer(web_app, micro_engine, tmp_path):
+    assert Path(CHROMIUM).is_file(), (
+        f"Chromium is needed at {CHROMIUM} (Debian: apt-get install chromium; or set "
+        "AVATAR_TEST_CHROMIUM)"
+    )
+    ada = LIBRARY.character("ada").persona
+    wav = tmp_path / "microphone.wav"
+    microphone_wav(wav)
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "call.png"
+    args = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+        "--no-sandbox",  # tests may run as root in a container
+    ]
+    with served(web_app) as base_url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 720, "height": 860})
+            page.add_init_script(RECORD_STATES)
+            page.goto(f"{base_url}/call?character=ada")
+            page.get_by_role("button", name="Start call").click()
+
+            wait_for_state(page, ["speaking"])  # the greeting
+            assert page.locator("#status").inner_text() == f"Speaking: {ada.name}"
+            video = page.evaluate(COUNT_VIDEO_FRAMES, 1000)
+            audio = page.evaluate(AUDIO_RECEIVED)
+            page.screenshot(path=str(screenshot))
+            print(f"\nscreenshot: {screenshot}")
+
+            (call,) = calls_of(web_app).open_calls
+            history = call.conversation.session.history
+
+            def replied() -> bool:
+                said = [m.text_content for m in history.messages() if m.role == "assistant"]
+                return ada.lines[0] in said
+
+            wait_until(replied, timeout=TURN_S)  # it heard the user and answered
+            wait_for_state(page, ["speaking"])
+            wait_for_state(page, ["listening"])
+            later = page.evaluate(AUDIO_RECEIVED)
+            states = page.evaluate("window.__states")
+            page.get_by_role("button", name="Hang up").click()
+            wait_until(lambda: not calls_of(web_app).open_calls, timeout=10)
+            ended = page.locator("#status").inner_text()
+        finally:
+            browser.close()
+
+    print(f"video: {video}; audio: {audio} -> {later}; states: {states}")
+    fps = micro_engine.fps
+    assert video["frames"] >= fps // 2, video  # about fps frames shown in that second
+    assert video["width"] == 64 and video["time"] > 0  # the micro engine's picture, playing
+    assert audio["state"] == "live" and not audio["muted"]
+    assert later["packets"] > audio["packets"] and later["samples"] > audio["samples"]
+    # greeting, then the reply to the user, each followed by listening
+    assert states[:2] == ["idle", "connecting"]
+    spoken = [s for s in states if s in ("speaking", "listening")]
+    assert spoken.count("speaking") >= 2 and spoken[-1] == "listening"
+    assert ended == "Call ended"
+    assert screenshot.stat().st_size > 10_000
