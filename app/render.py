@@ -1,5 +1,6 @@
-"""Offline render: one or several speakers' audio to frames through the engine's runtime, the
-same chunk loop a live stream runs, so a preview shows what a call would show. The video
+"""Offline render: one or several speakers' audio to frames through the engine's runtime, with
+the per-chunk speech features and speaker routing a live stream uses, so a preview shows what
+a call would show. The video
 follows the audio: it has as many frames as the audio needs, and the audio is padded with
 silence to the last frame's end, so an mp4 of it has matching durations."""
 
