@@ -14,7 +14,7 @@ import torch
 from avatar_engine.audio.encoder import SpeechEncoder
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.audio.routing import route_to_speaker
-from avatar_engine.audio.stream import MAX_PUSH_S, SpeechFeatureStream
+from avatar_engine.audio.stream import SpeechFeatureStream
 from avatar_engine.config import Preset
 
 
@@ -70,11 +70,12 @@ def plan_turns(encoder: SpeechEncoder, preset: Preset, turns: Sequence[Turn]) ->
         first = max(features, default=-1) + 1  # the chunk after the last one spoken in
         stream.reset(start_chunk=first)
         starts.append(first)
-        piece = int(MAX_PUSH_S * turn.rate)  # the stream is split-invariant: any split will do
+        # A second at a time: the stream is split-invariant, and its resampler's work tensors
+        # grow with the push (a minute at 48 kHz would take gigabytes).
         chunks = [
             c
-            for i in range(0, len(turn.audio), piece)
-            for c in stream.push(turn.audio[i : i + piece], turn.rate)
+            for i in range(0, len(turn.audio), turn.rate)
+            for c in stream.push(turn.audio[i : i + turn.rate], turn.rate)
         ]
         for c in chunks + stream.end_of_turn():
             features[c.index] = (turn.speaker, c.features)
