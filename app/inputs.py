@@ -81,6 +81,9 @@ def load_image(
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
     """[H, W, 3] uint8: grey and palette expanded, alpha composited on white."""
+    if im.mode.startswith("I"):  # 16-bit grey (PIL's convert would clip it at 255: white)
+        grey = np.asarray(im, dtype=np.float64) / 257  # [H, W] 0..65535 -> 0..255
+        im = Image.fromarray(grey.round().clip(0, 255).astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

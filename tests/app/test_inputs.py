@@ -52,6 +52,9 @@ def test_alpha_is_composited_on_white_and_grey_is_expanded():
     assert tuple(loaded[0, 0]) == (200, 0, 0) and tuple(loaded[0, 63]) == (255, 255, 255)
     grey = load_image(png_bytes(Image.new("L", (70, 64), 90)))
     assert grey.shape == (64, 70, 3) and (grey == 90).all()
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    deep = load_image(png_bytes(Image.fromarray(ramp)))  # 16-bit grey: scaled, not clipped
+    np.testing.assert_allclose(deep[..., 1], ramp / 257, atol=0.51)
 
 
 def test_exif_orientation_is_applied():
