@@ -1,0 +1,96 @@
+"""30 calls, one after another, each connected, played and hung up by the client: nothing
+stays behind on the server (no open call, no engine stream, no call object, no thread, no
+growing memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import threading
+import time
+
+import psutil
+import pytest
+from aiortc import RTCPeerConnection
+from livekit.agents import AgentSession
+
+from app.avatar import AvatarVideoGenerator
+from app.local_call import LocalCall
+from llm_bridge.cast import Cast
+from tests.web.conftest import call, calls_of, served, wait_until
+
+CYCLES = 30
+WARM_UP = 3  # first calls load what every later call reuses (codecs, espeak, the loop's pools)
+# Resident memory settles within the first cycles (measured: +2..+30 MiB, then flat): bound it
+# overall, and in the second half of the cycles, where a leak of 1 MiB a call would show 15.
+RSS_GROWTH_MIB = 48
+RSS_SECOND_HALF_MIB = 12
+LIBC = ctypes.CDLL(None)
+SESSION_CLOSE_S = 0.1  # see fast_session_close
+
+
+@pytest.fixture
+def fast_session_close(monkeypatch):
+    """A closing AgentSession waits up to 2 s (livekit's default) for the user's last
+    transcript, which a hung-up call never needs; shortened so 30 cycles take seconds."""
+    options = Cast.session_options
+
+    def session_options(self: Cast) -> dict:
+        return {**options(self), "session_close_transcript_timeout": SESSION_CLOSE_S}
+
+    monkeypatch.setattr(Cast, "session_options", session_options)
+
+
+def resident_mib(process: psutil.Process) -> float:
+    """Resident memory once freed heap memory is handed back (glibc keeps it otherwise, and
+    RSS then swings by a hundred MiB between calls whatever is leaked)."""
+    gc.collect()
+    trim = getattr(LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+    return process.memory_info().rss / 2**20
+
+
+def alive(kind: type) -> int:
+    return sum(issubclass(type(o), kind) for o in gc.get_objects())
+
+
+def test_connect_disconnect_cycles_leave_nothing_behind(web_app, micro_engine, fast_session_close):
+    calls = calls_of(web_app)
+    process = psutil.Process()
+    measured: dict[str, float] = {}
+
+    async def cycle(base_url: str) -> None:
+        client = await call(base_url, character="ada")
+        await client.frames(2)  # connected, and the avatar plays
+        await client.close()
+
+    def settled() -> bool:
+        return not calls.open_calls and not micro_engine.stream_lock.locked()
+
+    with served(web_app) as base_url:
+        for _ in range(WARM_UP):
+            asyncio.run(cycle(base_url))
+        wait_until(settled)
+        threads, rss = threading.active_count(), resident_mib(process)
+        started = time.monotonic()
+        for n in range(CYCLES):
+            asyncio.run(cycle(base_url))
+            if n + 1 == CYCLES // 2:
+                wait_until(settled)
+                halfway = resident_mib(process)
+        wait_until(settled)
+        measured["s_per_cycle"] = (time.monotonic() - started) / CYCLES
+        measured["threads"] = threading.active_count() - threads
+        end = resident_mib(process)
+        measured["rss_mib"], measured["rss_second_half_mib"] = end - rss, end - halfway
+        print(f"\n{CYCLES} cycles: {measured}")
+        assert calls.open_calls == []
+        for kind in (LocalCall, RTCPeerConnection, AgentSession, AvatarVideoGenerator):
+            assert alive(kind) == 0, kind
+        assert not micro_engine.stream_lock.locked()  # no engine session streaming
+        assert measured["threads"] <= 0, [t.name for t in threading.enumerate()]
+        assert measured["rss_mib"] < RSS_GROWTH_MIB
+        assert measured["rss_second_half_mib"] < RSS_SECOND_HALF_MIB
+    assert calls._reserved == 0
