@@ -117,7 +117,23 @@ def test_a_call_over_capacity_is_busy_and_the_running_call_plays_on(web_app, mic
         "detail": "all 1 call slot(s) are in use; try again when a call has ended",
     }
     assert played >= fps // 2  # about fps in that second: the running call was not held up
-    assert calls_of(web_app).open_calls == []  # the lifespan closed the first call
+    assert calls_of(web_app).open_calls == []
+
+
+def test_the_server_ends_its_calls_when_it_stops(web_app, micro_engine):
+    async def connect(base_url: str):
+        client = await call(base_url, character="ada")
+        await client.frames(2)
+        return client
+
+    with served(web_app) as base_url:
+        loop = asyncio.new_event_loop()
+        client = loop.run_until_complete(connect(base_url))
+        assert len(calls_of(web_app).open_calls) == 1
+    # uvicorn's shutdown ran the lifespan: the call is gone, its engine free
+    assert calls_of(web_app).open_calls == [] and not micro_engine.stream_lock.locked()
+    loop.run_until_complete(client.close())
+    loop.close()
 
 
 def test_pages_and_config(web_app):

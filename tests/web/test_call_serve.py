@@ -1,0 +1,83 @@
+"""`avatar serve`: loopback unless told otherwise, a login for the console off loopback, a
+clear exit without the embedded model, and the app it runs (console, calls, config)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+import pytest
+from fastapi.testclient import TestClient
+
+import app.conversation
+from app.serve import add_parsers
+from avatar_engine.embedded import EmbeddedModel
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="avatar")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["serve", *argv])
+
+
+@pytest.fixture
+def ran(monkeypatch, micro_engine):
+    """uvicorn.run replaced by a recorder; the engine is the micro one."""
+    runs = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: runs.append((app, kw)))
+    monkeypatch.setattr(app.conversation, "load_engine", lambda **_: micro_engine)
+    monkeypatch.delenv("AVATAR_AUTH", raising=False)
+    monkeypatch.delenv("LIVEKIT_URL", raising=False)
+    return runs
+
+
+def test_defaults_are_loopback_port_7860_one_session():
+    args = parse()
+    assert (args.host, args.port, args.sessions, args.data) == ("127.0.0.1", 7860, 1, None)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "::", "example.org"])
+def test_another_address_needs_a_console_login(ran, host):
+    args = parse("--host", host)
+    with pytest.raises(ValueError, match=f"--host {host} opens the console .* --auth USER:PASS"):
+        args.func(args)
+    assert ran == []
+
+
+@pytest.mark.parametrize("auth", ["nopassword", ":secret", "user:"])
+def test_a_login_is_user_colon_password(ran, auth):
+    args = parse("--auth", auth)
+    with pytest.raises(ValueError, match="console login must be USER:PASS"):
+        args.func(args)
+    assert ran == []
+
+
+def test_without_the_embedded_model_it_says_so_and_exits_2(monkeypatch, tmp_path, capsys):
+    missing = functools.partial(EmbeddedModel, directory=tmp_path / "models")
+    monkeypatch.setattr(app.conversation, "EmbeddedModel", missing)
+    args = parse("--data", str(tmp_path / "data"))
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "avatar serve: the embedded model in" in err and "dit.safetensors" in err
+
+
+def test_it_serves_calls_and_the_console_behind_a_login(ran, tmp_path, capsys):
+    args = parse("--host", "0.0.0.0", "--port", "8123", "--auth", "ann:pw", "--data", str(tmp_path))
+    assert args.func(args) == 0
+    ((served, options),) = ran
+    assert options == {"host": "0.0.0.0", "port": 8123, "loop": "uvloop", "log_level": "info"}
+    assert "http://0.0.0.0:8123/" in capsys.readouterr().out
+    with TestClient(served) as http:
+        root = http.get("/", follow_redirects=False)
+        config = http.get("/api/config")
+        cast = http.get("/api/cast", params={"character": "ada"})  # seeded into the data dir
+        locked = http.get("/console/config")
+        refused = http.post("/console/login", data={"username": "ann", "password": "no"})
+        login = http.post("/console/login", data={"username": "ann", "password": "pw"})
+        opened = http.get("/console/config")
+    assert root.headers["location"] == "/console/"
+    assert config.json() == {"transport": "local"}
+    assert cast.json() == {"characters": ["Ada"]}
+    assert (tmp_path / "characters" / "ada").is_dir()
+    assert locked.status_code == 401 and refused.status_code != 200
+    assert login.status_code == 200 and opened.status_code == 200
