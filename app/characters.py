@@ -187,38 +187,41 @@ def crop_portrait(image: np.ndarray, face: Face | None, size: int = PORTRAIT_SIZ
 def group_picture(
     image: np.ndarray, faces: list[Face], size: int = PORTRAIT_SIZE, *, centre: Box | None = None
 ) -> FaceCrop:
-    """A square of a photo holding the chosen faces, resized, with each face's box in it in
-    the order given (or `centre` as the one box when no faces are given). The square is the
-    largest one centred on the faces; when they do not all fit in it, the photo is padded to a
-    square instead (its edges extended), so no face is ever cut.
+    """A square framing the chosen faces with a face's width of margin around them, resized,
+    with each face's box in it in the order given. With no faces, the photo's centre square
+    and `centre` as its one box. Where the square reaches past the photo (faces far apart in a
+    wide photo), the photo's edges are extended, so no face is ever cut.
 
     Args:
         image: [H, W, 3] uint8 RGB.
     """
     h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
     if faces:
-        top = round(np.mean([r + s / 2 for r, _, s in faces]) - side / 2)
-        left = round(np.mean([c + s / 2 for _, c, s in faces]) - side / 2)
-        top, left = min(max(top, 0), h - side), min(max(left, 0), w - side)
-        inside = all(
-            top <= r and r + s <= top + side and left <= c and c + s <= left + side
-            for r, c, s in faces
-        )
-        if not inside:
-            side = max(h, w)
-            pad_h, pad_w = (side - h) // 2, (side - w) // 2
-            image = np.pad(
-                image, ((pad_h, side - h - pad_h), (pad_w, side - w - pad_w), (0, 0)), mode="edge"
-            )
-            top, left = -pad_h, -pad_w  # the faces' coordinates are the unpadded photo's
+        r0, c0 = min(r for r, _, _ in faces), min(c for _, c, _ in faces)
+        r1, c1 = max(r + s for r, _, s in faces), max(c + s for _, c, s in faces)
+        margin = max(s for _, _, s in faces)
+        side = min(max(r1 - r0, c1 - c0) + 2 * margin, max(h, w))
+        top = _place(round((r0 + r1 - side) / 2), side, h)
+        left = _place(round((c0 + c1 - side) / 2), side, w)
+    else:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+    pad = ((max(-top, 0), max(top + side - h, 0)), (max(-left, 0), max(left + side - w, 0)))
+    padded = np.pad(image, (*pad, (0, 0)), mode="edge")
+    y, x = top + pad[0][0], left + pad[1][0]
+    square = Image.fromarray(np.ascontiguousarray(padded[y : y + side, x : x + side]))
+    resized = np.asarray(square.resize((size, size), Image.Resampling.LANCZOS))
     boxes = [centre] if centre is not None else []
     boxes += [
         ((c - left) / side, (r - top) / side, (c + s - left) / side, (r + s - top) / side)
         for r, c, s in faces
     ]
-    top, left = max(top, 0), max(left, 0)
-    square = Image.fromarray(np.ascontiguousarray(image[top : top + side, left : left + side]))
-    resized = np.asarray(square.resize((size, size), Image.Resampling.LANCZOS))
     return FaceCrop(resized, tuple(boxes))
+
+
+def _place(start: int, side: int, length: int) -> int:
+    """Where a square's side starts along one axis: inside the photo when it fits there,
+    else centred on the photo (reaching past both ends)."""
+    if side <= length:
+        return min(max(start, 0), length - side)
+    return (length - side) // 2

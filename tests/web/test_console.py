@@ -1,0 +1,256 @@
+"""The console driven for real: the web app with the console mounted, served by uvicorn on a
+loopback port, called through gradio_client as the page calls it; previews render on the
+random micro engine and are checked by decoding the mp4."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from skimage import data
+
+from app.characters import ASSETS
+from app.render import speak
+from app.store import Store
+from avatar_engine.audio.turns import plan_turns
+from tests.app.test_inputs import png_claiming
+from tests.app.test_store import library_snapshot
+from tests.web.conftest import served
+from web.app import create_app
+from web.console import build_console
+from web.console.preview import say
+
+
+@dataclass
+class Console:
+    client: Client
+    store: Store
+    url: str
+
+    def call(self, api: str, *args):
+        return self.client.predict(*args, api_name=api)
+
+    def another_tab(self, tmp_path: Path) -> Client:
+        return Client(self.url, verbose=False, analytics_enabled=False, download_files=tmp_path)
+
+
+@pytest.fixture
+def console(tmp_path: Path, micro_engine) -> Iterator[Console]:
+    store = Store(tmp_path / "data")
+    blocks = build_console(store, render_engine=lambda: micro_engine)
+    app = create_app(engine_factory=lambda: micro_engine, library=store.library, console=blocks)
+    with served(app) as base:
+        url = f"{base}/console/"
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=tmp_path)
+        yield Console(client, store, url)
+
+
+def png(path: Path, image: np.ndarray) -> Path:
+    Image.fromarray(image).save(path)
+    return path
+
+
+def form(**changes):
+    """The character form's fields (web.console.characters.FORM order)."""
+    fields = {
+        "id": "",
+        "name": "Nova Two",
+        "instructions": "You are Nova Two. Be brief.",
+        "greeting": "Hello, I am Nova.",
+        "lines": "One.\nTwo.",
+        "openai_voice": "sage",
+        "espeak_voice": "en+f2",
+        "espeak_rate": 170,
+        "espeak_pitch": 50,
+        "picture": None,
+        "face": 0,
+        "voice": None,
+        "remove_voice": False,
+    } | changes
+    return list(fields.values())
+
+
+def assert_follows(path: str, speech_s: float) -> None:
+    """The mp4 has a frame for every 1/fps of the speech, and its audio lasts as long as its
+    video (aac adds at most one 1024-sample frame of padding)."""
+    with av.open(path) as container:
+        video, sound = container.streams.video[0], container.streams.audio[0]
+        fps = int(video.average_rate)
+        frames = sum(1 for _ in container.decode(video))
+        container.seek(0)
+        samples = sum(f.samples for f in container.decode(sound))
+    assert fps == 25
+    assert frames == math.ceil(speech_s * fps)
+    audio_s = samples / sound.rate
+    assert frames / fps <= audio_s <= frames / fps + 1024 / sound.rate
+
+
+def test_create_preview_edit_and_delete_a_character(console: Console, tmp_path: Path):
+    picture = png(tmp_path / "astronaut.png", data.astronaut())
+    marked, face, portrait = console.call("/inspect_picture", handle_file(picture), 0)
+    assert face["value"] == 0 and face["choices"][0] == ["Face 1 (largest)", 0]
+    assert np.asarray(Image.open(portrait)).shape[:2] == (512, 512)
+
+    opened = console.call("/save_character", 0, *form(picture=handle_file(picture)))
+    picker, ident, revision = opened[0]["value"], opened[1], opened[14]
+    assert (picker, ident, revision) == ("nova-two", "nova-two", 1)
+    assert '/call?character=nova-two"' in opened[17]
+    nova = console.store.character("nova-two")
+    assert nova.persona.lines == ("One.", "Two.") and nova.persona.espeak_voice == "en+f2"
+    assert nova.face_box == pytest.approx((0.2526, 0.2268, 0.7526, 0.7768), abs=1e-4)
+
+    video = console.call("/preview_character", "greeting (espeak voice)", *form(id="nova-two"))
+    speech, rate = speak(nova.persona, "Hello, I am Nova.")
+    assert_follows(video, len(speech) / rate)
+
+    edited = console.call(
+        "/save_character", 1, *form(id="nova-two", greeting="Hi again.", espeak_rate=200)
+    )
+    assert edited[14] == 2
+    nova = console.store.character("nova-two")
+    assert (nova.persona.greeting, nova.persona.espeak_rate, nova.revision) == ("Hi again.", 200, 2)
+    assert nova.picture().shape == (512, 512, 3)  # kept: no new picture was uploaded
+
+    console.call("/delete_character", "nova-two", 2)
+    assert "nova-two" not in console.store.characters()
+
+
+def test_a_voice_sample_is_stored_resampled_and_previewed(console: Console, tmp_path: Path):
+    tone = 0.3 * np.sin(2 * np.pi * 200 * np.arange(int(1.5 * 44100)) / 44100)
+    wav = tmp_path / "voice.wav"
+    soundfile.write(wav, tone, 44100)
+    rate_and_samples = console.call("/inspect_voice", handle_file(wav))
+    assert Path(rate_and_samples).is_file()
+    opened = console.call("/save_character", 1, *form(id="ada", voice=handle_file(wav)))
+    ada = console.store.character("ada")
+    assert ada.revision == 2 and opened[1] == "ada"
+    stored, rate = soundfile.read(ada.voice)
+    assert (rate, len(stored)) == (24000, 36000)
+    with Image.open(ASSETS / "characters/ada/portrait.png") as shipped:
+        assert np.array_equal(ada.picture(), np.asarray(shipped.convert("RGB")))  # kept
+    video = console.call("/preview_character", "voice sample", *form(id="ada"))
+    assert_follows(video, 1.5)
+
+
+def test_a_stale_tab_gets_a_conflict_and_nothing_is_lost(console: Console, tmp_path: Path):
+    tab_b = console.another_tab(tmp_path / "b")
+    console.call("/open_character", "bo")
+    tab_b.predict("bo", api_name="/open_character")
+    console.call("/save_character", 1, *form(id="bo", name="Bo", greeting="From A."))
+    before = library_snapshot(console.store.root)
+    with pytest.raises(
+        AppError, match=r"saved elsewhere \(revision 2\) since you opened revision 1"
+    ):
+        tab_b.predict(1, *form(id="bo", name="Bo", greeting="From B."), api_name="/save_character")
+    with pytest.raises(AppError, match="saved elsewhere"):
+        tab_b.predict("bo", 1, api_name="/delete_character")
+    assert library_snapshot(console.store.root) == before
+    assert console.store.character("bo").persona.greeting == "From A."
+
+
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    picture = tmp_path / "good.png"
+    png(picture, data.astronaut())
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(picture.read_bytes()[:5000])
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_claiming(20000, 20000))
+    text = tmp_path / "notes.png"
+    text.write_text("these are notes, not a picture\n")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    long = tmp_path / "long.wav"  # 2 hours by its header; sparse on disk
+    soundfile.write(long, np.zeros(16000, dtype=np.int16), 16000, subtype="PCM_16")
+    header = bytearray(long.read_bytes()[:44])
+    data_bytes = 2 * 3600 * 16000 * 2
+    header[4:8], header[40:44] = struct.pack("<I", 36 + data_bytes), struct.pack("<I", data_bytes)
+    with long.open("wb") as f:
+        f.write(header)
+        f.truncate(44 + data_bytes)
+    return {"picture": picture, "truncated": truncated, "huge": huge, "text": text,
+            "empty": empty, "long": long}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("truncated", "damaged or truncated"),
+        ("huge", "the image is larger than the limit of 40 megapixels"),
+        ("text", "not a picture in a supported format"),
+        ("empty", "is empty \\(0 bytes\\)"),
+        ("long", "7200.0 s long; the limit is 30 s"),
+        ("traversal", "character id '../../etc' is not valid"),
+        ("no picture", "upload a picture of the character"),
+        ("bad espeak voice", "espeak-ng cannot speak with voice 'xx-nope'"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    console: Console, tmp_path: Path, case: str, message: str
+):
+    files = bad_files(tmp_path)
+    upload = {k: handle_file(v) for k, v in files.items()}
+    fields = {
+        "truncated": form(picture=upload["truncated"]),
+        "huge": form(picture=upload["huge"]),
+        "text": form(picture=upload["text"]),
+        "empty": form(picture=upload["picture"], voice=upload["empty"]),
+        "long": form(picture=upload["picture"], voice=upload["long"]),
+        "traversal": form(id="../../etc", picture=upload["picture"]),
+        "no picture": form(),
+        "bad espeak voice": form(picture=upload["picture"], espeak_voice="xx-nope"),
+    }[case]
+    before = library_snapshot(console.store.root)
+    with pytest.raises(AppError, match=message):
+        console.call("/save_character", 0, *fields)
+    with pytest.raises(AppError, match=message):
+        console.call("/preview_character", "greeting (espeak voice)", *fields)
+    assert library_snapshot(console.store.root) == before
+    assert console.store.characters() == ["ada", "astronaut", "bo"]
+
+
+def test_bad_uploads_are_refused_when_inspected(console: Console, tmp_path: Path):
+    files = bad_files(tmp_path)
+    with pytest.raises(AppError, match="not a picture"):
+        console.call("/inspect_picture", handle_file(files["text"]), 0)
+    with pytest.raises(AppError, match="7200.0 s long"):
+        console.call("/inspect_voice", handle_file(files["long"]))
+
+
+def test_a_group_photo_scene_and_its_preview(console: Console, tmp_path: Path, micro_engine):
+    # two close-ups side by side: faces big enough for the micro engine's 4x4 token grid
+    pair = png(tmp_path / "pair.png", np.concatenate([data.astronaut()[40:190, 160:310]] * 2, 1))
+    # ada is the right face (face 2), bo the left one (face 1)
+    fields = ["", "Pair", ["ada", "bo"], "group photo", handle_file(pair), 1, 0, None, None]
+    opened = console.call("/save_scene", 0, *fields)
+    assert opened[1:3] == ("pair", "Pair")
+    assert '/call?scene=pair"' in opened[-2]
+    scene = console.store.scene("pair")
+    assert scene.group_photo and [c.id for c in scene.characters] == ["ada", "bo"]
+    assert scene.face_boxes[0][0] > 0.5 > scene.face_boxes[1][2]
+
+    video = console.call("/preview_scene", "pair", "Pair", ["ada", "bo"], "group photo", None,
+                         0, 1, None, None)  # fmt: skip
+    plan = plan_turns(
+        micro_engine.encoder,
+        micro_engine.preset,
+        [say(c.persona, c.persona.greeting, speaker=k) for k, c in enumerate(scene.characters)],
+    )
+    assert_follows(video, len(plan.audio(22050)) / 22050)  # the second starts a chunk later
+
+    with pytest.raises(AppError, match="each character needs a face of its own"):
+        console.call("/save_scene", 1, "pair", "Pair", ["ada", "bo"], "group photo", None,
+                     0, 0, None, None)  # fmt: skip
+    with pytest.raises(AppError, match="in scene\\(s\\) duo, pair"):
+        console.call("/delete_character", "bo", 1)
+    console.call("/delete_scene", "pair", 1)
+    assert console.store.scenes() == ["duo"]

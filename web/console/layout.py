@@ -1,0 +1,209 @@
+"""The console's layout: two tabs (characters, scenes) wired to their actions. Nothing here
+decides anything; the actions (characters.py, scenes.py) call the store and the renderer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+
+from app.avatar import AvatarEngine
+from app.store import Store
+from llm_bridge.persona import OPENAI_VOICES
+from web.console import characters, scenes
+from web.console.characters import CharacterActions
+from web.console.preview import PreviewRenderer
+from web.console.scenes import SceneActions
+
+CALL_LINK_CSS = """
+.start-call { display: inline-block; padding: 0.6em 1.2em; border-radius: 8px;
+  background: var(--button-primary-background-fill); color: var(--button-primary-text-color);
+  font-weight: 600; text-decoration: none; }
+"""
+# Choices change as the library and uploads do; the page refreshes them, but an API client's
+# session only has the ones the console was built with. The actions check every value.
+OPEN_CHOICES = {"allow_custom_value": True}
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"]
+AUDIO_TYPES = [".wav", ".flac", ".ogg", ".mp3", ".m4a", ".webm"]
+
+
+def build_console(
+    store: Store,
+    *,
+    render_engine: Callable[[], AvatarEngine] | None,
+    call_path: str = "/call",
+) -> gr.Blocks:
+    """The creator console. Mount it with gradio.mount_gradio_app (web/app.py does), or
+    launch it on its own.
+
+    Args:
+        store: the library it edits.
+        render_engine: gives the engine previews render on (called once, on the first
+            preview); None turns previews off.
+        call_path: where the call page is served; "Start call" links to
+            `{call_path}?character=ID` or `?scene=ID`.
+    """
+    previews = PreviewRenderer(render_engine)
+    people = CharacterActions(store, previews, call_path=call_path)
+    groups = SceneActions(store, previews, call_path=call_path)
+    with gr.Blocks(title="Talking avatar · console", analytics_enabled=False) as console:
+        gr.Markdown("# Talking avatar console")
+        with gr.Tab("Characters"):
+            character_picker, character_form = _character_tab(people, previews.available)
+        with gr.Tab("Scenes") as scene_tab:
+            scene_picker, scene_form, members = _scene_tab(groups, previews.available)
+        scene_tab.select(groups.members, None, members, api_visibility="private")
+        # a page opens on empty forms and on the library as it is now (other tabs edit it)
+        console.load(people.start, None, [character_picker, *character_form])
+        console.load(groups.start, None, [scene_picker, *scene_form, members])
+    return console
+
+
+def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Dropdown, list]:
+    """Returns the picker and the components opening a character fills (OPENED order)."""
+    f: dict[str, gr.components.Component] = {}
+    with gr.Row():
+        picker = gr.Dropdown(
+            actions.choices(), value=characters.NEW, label="Character", scale=3, **OPEN_CHOICES
+        )
+        delete = gr.Button("Delete", variant="stop", scale=1)
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                f["name"] = gr.Textbox(label="Name")
+                f["id"] = gr.Textbox(
+                    label="Id", info="for links and files; made from the name when empty"
+                )
+            f["instructions"] = gr.Textbox(label="Persona instructions (the LLM's prompt)", lines=4)
+            f["greeting"] = gr.Textbox(label="Greeting")
+            f["lines"] = gr.Textbox(
+                label="Scripted lines for the offline voice, one per line", lines=4
+            )
+            with gr.Row():
+                f["openai_voice"] = gr.Dropdown(list(OPENAI_VOICES), label="OpenAI voice")
+                f["espeak_voice"] = gr.Dropdown(
+                    list(characters.ESPEAK_VOICES),
+                    label="Offline voice (espeak-ng)",
+                    allow_custom_value=True,
+                )
+            with gr.Row():
+                f["espeak_rate"] = gr.Slider(80, 450, step=5, label="Offline voice: words/min")
+                f["espeak_pitch"] = gr.Slider(0, 99, step=1, label="Offline voice: pitch")
+            with gr.Row():
+                f["voice"] = gr.File(label="Voice sample (up to 30 s)", file_types=AUDIO_TYPES)
+                f["voice_player"] = gr.Audio(label="Stored voice sample", interactive=False)
+            f["remove_voice"] = gr.Checkbox(label="Remove the voice sample")
+        with gr.Column(scale=2):
+            f["picture"] = gr.File(label="Picture", file_types=IMAGE_TYPES)
+            f["face"] = gr.Dropdown(
+                label="Face", choices=characters.face_choices(None), value=0, **OPEN_CHOICES
+            )
+            uploaded = gr.Image(label="Faces found", interactive=False)
+            f["portrait"] = gr.Image(label="Portrait (the engine's frame)", interactive=False)
+    revision = gr.Number(visible=False, precision=0, value=0)
+    f["revision"] = revision
+    save = gr.Button("Save", variant="primary")
+    with gr.Row():
+        speech = gr.Radio(
+            [characters.SPEAK_GREETING, characters.SPEAK_SAMPLE],
+            value=characters.SPEAK_GREETING,
+            label="The preview speaks",
+        )
+        render = gr.Button("Render preview", interactive=can_render)
+        f["call_link"] = gr.HTML(
+            characters.call_link("", "character", "", ""), css_template=CALL_LINK_CSS
+        )
+    f["video"] = gr.Video(label="Preview", interactive=False)
+
+    form = [f[key] for key in characters.FORM]
+    opened = [f[key] for key in characters.OPENED]
+    picker.input(actions.open, picker, opened, api_name="open_character")
+    f["picture"].change(
+        actions.inspect_picture,
+        [f["picture"], f["face"]],
+        [uploaded, f["face"], f["portrait"]],
+        api_name="inspect_picture",
+    )
+    f["face"].input(
+        actions.inspect_picture,
+        [f["picture"], f["face"]],
+        [uploaded, f["face"], f["portrait"]],
+        api_visibility="private",
+    )
+    f["voice"].change(
+        actions.inspect_voice, f["voice"], f["voice_player"], api_name="inspect_voice"
+    )
+    save.click(actions.save, [revision, *form], [picker, *opened], api_name="save_character")
+    delete.click(
+        actions.delete, [f["id"], revision], [picker, *opened], api_name="delete_character"
+    )
+    render.click(
+        actions.preview,
+        [speech, *form],
+        f["video"],
+        api_name="preview_character",
+        concurrency_limit=1,
+        concurrency_id="render",
+    )
+    return picker, opened
+
+
+def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, list, gr.Dropdown]:
+    """Returns the picker, the components opening a scene fills, and the members' dropdown."""
+    f: dict[str, gr.components.Component] = {}
+    with gr.Row():
+        picker = gr.Dropdown(
+            actions.choices(), value=scenes.NEW, label="Scene", scale=3, **OPEN_CHOICES
+        )
+        delete = gr.Button("Delete", variant="stop", scale=1)
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                f["name"] = gr.Textbox(label="Name")
+                f["id"] = gr.Textbox(
+                    label="Id", info="for links and files; made from the name when empty"
+                )
+            f["members"] = gr.Dropdown(
+                label="Characters (2-4, in speaking order)",
+                multiselect=True,
+                max_choices=scenes.SLOTS,
+                choices=actions.member_choices(),
+                **OPEN_CHOICES,
+            )
+            f["layout"] = gr.Radio(
+                [scenes.SIDE_BY_SIDE, scenes.GROUP_PHOTO], value=scenes.SIDE_BY_SIDE, label="Layout"
+            )
+            f["photo"] = gr.File(label="Group photo", file_types=IMAGE_TYPES)
+            for k in range(scenes.SLOTS):
+                f[f"face_{k}"] = gr.Dropdown(
+                    label="Face", visible=False, choices=[], **OPEN_CHOICES
+                )
+        with gr.Column(scale=2):
+            f["picture"] = gr.Image(label="The scene's frame", interactive=False)
+    revision = gr.Number(visible=False, precision=0, value=0)
+    f["revision"] = revision
+    save = gr.Button("Save", variant="primary")
+    with gr.Row():
+        render = gr.Button("Render preview (each says its greeting)", interactive=can_render)
+        f["call_link"] = gr.HTML(
+            characters.call_link("", "scene", "", ""), css_template=CALL_LINK_CSS
+        )
+    f["video"] = gr.Video(label="Preview", interactive=False)
+
+    form = [f[key] for key in scenes.FORM]
+    opened = [f[key] for key in scenes.OPENED]
+    slots = [f[f"face_{k}"] for k in range(scenes.SLOTS)]
+    picker.input(actions.open, picker, opened, api_name="open_scene")
+    for trigger in (f["members"].input, f["layout"].input, f["photo"].change):
+        trigger(actions.inspect, form, [f["picture"], *slots], api_visibility="private")
+    save.click(actions.save, [revision, *form], [picker, *opened], api_name="save_scene")
+    delete.click(actions.delete, [f["id"], revision], [picker, *opened], api_name="delete_scene")
+    render.click(
+        actions.preview,
+        form,
+        f["video"],
+        api_name="preview_scene",
+        concurrency_limit=1,
+        concurrency_id="render",
+    )
+    return picker, opened, f["members"]

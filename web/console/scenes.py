@@ -1,0 +1,199 @@
+"""The scene tab's actions: 2-4 characters side by side or in one group photo whose detected
+faces are assigned to them, and a preview in which each says its greeting in turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from app.characters import Box, Face, find_faces, group_picture, side_by_side
+from app.inputs import load_image
+from app.store import SceneDraft, Store
+from web.console.characters import call_link
+from web.console.errors import user_errors
+from web.console.preview import PreviewRenderer, draw_faces, say
+
+NEW = ""
+SIDE_BY_SIDE, GROUP_PHOTO = "side by side", "group photo"
+SLOTS = 4  # the most characters a scene has: one face dropdown each
+FORM = ("id", "name", "members", "layout", "photo", *(f"face_{k}" for k in range(SLOTS)))
+OPENED = (*FORM, "revision", "picture", "call_link", "video")
+
+
+@dataclass(frozen=True)
+class SceneForm:
+    id: str
+    name: str
+    members: list[str]  # character ids, in speaking order
+    layout: str  # SIDE_BY_SIDE or GROUP_PHOTO
+    photo: str | None  # an uploaded group photo (None: keep the stored one)
+    faces: tuple[int | None, ...]  # per member: its face in the photo (index)
+
+    @classmethod
+    def of(cls, *fields: Any) -> SceneForm:
+        ident, name, members, layout, photo, *faces = fields
+        return cls(ident.strip(), name, list(members or []), layout, photo, tuple(faces))
+
+
+class SceneActions:
+    def __init__(self, store: Store, previews: PreviewRenderer, *, call_path: str) -> None:
+        self.store, self.previews, self.call_path = store, previews, call_path
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [("New scene", NEW)] + [
+            (f"{self.store.scene(i).name} ({i})", i) for i in self.store.scenes()
+        ]
+
+    def picker(self, value: str = NEW) -> dict[str, Any]:
+        return gr.update(choices=self.choices(), value=value)
+
+    def member_choices(self) -> list[tuple[str, str]]:
+        return [(self.store.character(i).persona.name, i) for i in self.store.characters()]
+
+    def members(self) -> dict[str, Any]:
+        """The characters a scene can hold (refreshed when the tab is shown)."""
+        return gr.update(choices=self.member_choices())
+
+    def start(self) -> tuple:
+        """A page's first view: the picker, an empty form, the characters to pick from."""
+        return (self.picker(NEW), *self.open(NEW), self.members())
+
+    @user_errors
+    def open(self, ident: str) -> tuple:
+        """The form filled from the stored scene (empty for NEW); values in OPENED order."""
+        if ident == NEW:
+            form = SceneForm("", "", [], SIDE_BY_SIDE, None, (None,) * SLOTS)
+            revision, name = 0, ""
+        else:
+            scene = self.store.scene(ident)
+            members = [c.id for c in scene.characters]
+            layout = GROUP_PHOTO if scene.group_photo else SIDE_BY_SIDE
+            faces = tuple(range(len(members))) + (None,) * (SLOTS - len(members))
+            form = SceneForm(ident, scene.name, members, layout, None, faces)
+            revision, name = scene.revision, scene.name
+        picture, *slots = self.inspect(*_fields(form))
+        values = dict(zip(FORM, (*_fields(form)[:5], *slots), strict=True)) | {
+            "revision": revision,
+            "picture": picture,
+            "call_link": call_link(self.call_path, "scene", form.id, name),
+            "video": None,
+        }
+        return tuple(values[key] for key in OPENED)
+
+    @user_errors
+    def inspect(self, *fields: Any) -> tuple:
+        """The scene's picture with its faces marked, then an update per face dropdown."""
+        form = SceneForm.of(*fields)
+        names = [self.store.character(c).persona.name for c in form.members]
+        hidden = [gr.update(visible=False)] * SLOTS
+        if form.layout == SIDE_BY_SIDE:
+            if not form.members:
+                return (None, *hidden)
+            picture, boxes = side_by_side(tuple(self.store.character(c) for c in form.members))
+            return (draw_faces(picture, boxes, names), *hidden)
+        source = self._photo(form)
+        if source is None:
+            return (None, *hidden)
+        image, faces = source
+        h, w = image.shape[:2]
+        boxes = [(c / w, r / h, (c + s) / w, (r + s) / h) for r, c, s in faces]
+        marked = draw_faces(image, boxes, [f"Face {k + 1}" for k in range(len(faces))])
+        choices = [(f"Face {k + 1}", k) for k in range(len(faces))]
+        slots = [
+            gr.update(
+                visible=k < len(names),
+                label=f"Face of {names[k]}" if k < len(names) else "Face",
+                choices=choices,
+                value=_slot_value(form.faces[k], k, len(faces)),
+            )
+            for k in range(SLOTS)
+        ]
+        if not faces:
+            gr.Warning("No face was found in the group photo: upload one with frontal faces.")
+        return (marked, *slots)
+
+    @user_errors
+    def save(self, revision: float | None, *fields: Any) -> tuple:
+        form = SceneForm.of(*fields)
+        scene = self.store.save_scene(
+            self._draft(form), ident=form.id or None, revision=int(revision or 0) or None
+        )
+        gr.Info(f"Saved scene {scene.name} ({scene.id}, revision {scene.revision}).")
+        return (self.picker(scene.id), *self.open(scene.id))
+
+    @user_errors
+    def delete(self, ident: str, revision: float | None) -> tuple:
+        if not ident:
+            raise ValueError("choose a saved scene to delete")
+        self.store.delete_scene(ident, revision=int(revision or 0))
+        gr.Info(f"Deleted scene {ident}.")
+        return (self.picker(NEW), *self.open(NEW))
+
+    @user_errors
+    def preview(self, *fields: Any, progress=gr.Progress()) -> str:  # noqa: B008
+        """An mp4 of the scene as the form has it, each character saying its greeting in
+        turn, so the speaker can be seen to switch."""
+        form = SceneForm.of(*fields)
+        draft = self._draft(form)
+        characters = tuple(self.store.character(c) for c in draft.characters)
+        if draft.photo is None:
+            picture, boxes = side_by_side(characters)
+        else:
+            picture, boxes = draft.photo.image, list(draft.photo.face_boxes)
+        turns = [say(c.persona, c.persona.greeting, speaker=k) for k, c in enumerate(characters)]
+        progress(0, desc="Rendering")
+        path = self.previews.render(
+            picture,
+            boxes,
+            turns,
+            progress=lambda done, total: progress((done, total), desc="Rendering", unit="frames"),
+        )
+        return str(path)
+
+    def _photo(self, form: SceneForm) -> tuple[np.ndarray, list[Face]] | None:
+        """The group photo and its faces: a new upload, else the stored scene's picture."""
+        if form.photo is not None:
+            image = load_image(Path(form.photo))
+            return image, find_faces(image)
+        if form.id and form.id in self.store.scenes():
+            scene = self.store.scene(form.id)
+            if scene.group_photo:
+                side = scene.picture.shape[0]  # stored pictures are square
+                return scene.picture, [_face_of(box, side) for box in scene.face_boxes]
+        return None
+
+    def _draft(self, form: SceneForm) -> SceneDraft:
+        members = tuple(form.members)
+        if form.layout == SIDE_BY_SIDE:
+            return SceneDraft(form.name, members)
+        source = self._photo(form)
+        if source is None:
+            raise ValueError("upload a group photo, or compose the scene side by side")
+        image, faces = source
+        chosen = form.faces[: len(members)]
+        if any(k is None or not 0 <= int(k) < len(faces) for k in chosen):
+            raise ValueError("assign one of the photo's detected faces to each character")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError("each character needs a face of its own: two have the same face")
+        return SceneDraft(form.name, members, group_picture(image, [faces[int(k)] for k in chosen]))
+
+
+def _fields(form: SceneForm) -> tuple:
+    return (form.id, form.name, form.members, form.layout, form.photo, *form.faces)
+
+
+def _slot_value(value: int | None, slot: int, faces: int) -> int | None:
+    """Keep a valid assignment; else offer face `slot` (the k-th character, k-th face)."""
+    if value is not None and 0 <= int(value) < faces:
+        return int(value)
+    return slot if slot < faces else None
+
+
+def _face_of(box: Box, side: int) -> Face:
+    """A stored face box (fractions of a square picture) as a detection (row, col, side)."""
+    x0, y0, x1, _ = box
+    return round(y0 * side), round(x0 * side), round((x1 - x0) * side)
