@@ -16,7 +16,7 @@ from aiortc import RTCSessionDescription
 from app.avatar import AvatarEngine
 from app.characters import CharacterLibrary
 from app.conversation import Casting, CastRequest, prepare_conversation
-from app.local_call.call import LocalCall
+from app.local_call.call import CONNECT_TIMEOUT_S, LocalCall
 from app.local_call.offer import parse_offer
 
 logger = logging.getLogger(__name__)
@@ -40,18 +40,21 @@ class LocalCalls:
         api_key: str | None = None,
         base_url: str | None = None,
         ice_servers: tuple[str, ...] = (),
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         """Args:
         engine_factory: builds a new engine (blocking; called at most `sessions` times).
         sessions: calls at once.
         api_key, base_url: OpenAI Realtime's (default: the environment's; none: offline voice).
         ice_servers: STUN/TURN URLs for the calls' peer connections.
+        connect_timeout_s: an answered call that has not connected by then is ended.
         """
         if sessions < 1:
             raise ValueError(f"sessions must be 1 or more, not {sessions}")
         self.library, self.sessions = library, sessions
         self._engine_factory = engine_factory
         self._api_key, self._base_url, self._ice_servers = api_key, base_url, ice_servers
+        self._connect_timeout = connect_timeout_s
         self._idle: list[AvatarEngine] = []  # built and free
         self._built: list[AvatarEngine] = []  # closed by aclose()
         self._engines: dict[LocalCall, AvatarEngine] = {}
@@ -91,6 +94,7 @@ class LocalCalls:
                 names=names,
                 ice_servers=self._ice_servers,
                 on_closed=self._release,
+                connect_timeout_s=self._connect_timeout,
             )
             self._engines[call] = engine
             answer = await call.answer(offer)

@@ -6,17 +6,18 @@ in test-artifacts/call.png."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import wave
 from pathlib import Path
 
 import numpy as np
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from llm_bridge.offline.tts import SAMPLE_RATE as ESPEAK_RATE
 from tests.llm_bridge.conftest import espeak
-from tests.web.conftest import LIBRARY, calls_of, served, wait_until
+from tests.web.conftest import LIBRARY, call, calls_of, served, wait_until
 
 CHROMIUM = os.environ.get("AVATAR_TEST_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -75,25 +76,29 @@ def wait_for_state(page: Page, states: list[str], timeout: float = TURN_S) -> No
     )
 
 
-def test_a_browser_calls_a_character_and_hears_it_answer(web_app, micro_engine, tmp_path):
+def launch(p: Playwright, *args: str) -> Browser:
+    """Debian's Chromium with a fake microphone device; fails (never skips) without it."""
     assert Path(CHROMIUM).is_file(), (
         f"Chromium is needed at {CHROMIUM} (Debian: apt-get install chromium; or set "
         "AVATAR_TEST_CHROMIUM)"
     )
+    fixed = ["--use-fake-device-for-media-stream", "--no-sandbox"]  # tests may run as root
+    return p.chromium.launch(executable_path=CHROMIUM, args=[*fixed, *args])
+
+
+def test_a_browser_calls_a_character_and_hears_it_answer(web_app, micro_engine, tmp_path):
     ada = LIBRARY.character("ada").persona
     wav = tmp_path / "microphone.wav"
     microphone_wav(wav)
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "call.png"
     args = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",  # the microphone allowed
         f"--use-file-for-fake-audio-capture={wav}%noloop",
         "--autoplay-policy=no-user-gesture-required",
-        "--no-sandbox",  # tests may run as root in a container
     ]
     with served(web_app) as base_url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = launch(p, *args)
         try:
             page = browser.new_page(viewport={"width": 720, "height": 860})
             page.add_init_script(RECORD_STATES)
@@ -137,3 +142,39 @@ def test_a_browser_calls_a_character_and_hears_it_answer(web_app, micro_engine, 
     assert spoken.count("speaking") >= 2 and spoken[-1] == "listening"
     assert ended == "Call ended"
     assert screenshot.stat().st_size > 10_000
+
+
+def test_the_page_says_why_a_call_cannot_start(web_app):
+    """An unknown character, a busy server, a denied microphone: each in words on the page."""
+    loop = asyncio.new_event_loop()  # the Python caller's (Playwright runs its own)
+    with served(web_app) as base_url:
+        running = loop.run_until_complete(call(base_url, character="bo"))  # the one slot
+        with sync_playwright() as p:
+            allowed = launch(p, "--use-fake-ui-for-media-stream")
+            denied = launch(p)  # no fake prompt: the microphone request is refused
+            try:
+                page = allowed.new_page()
+                page.goto(f"{base_url}/call?character=nobody")
+                wait_for_state(page, ["error"], timeout=10)
+                unknown = [page.locator(q).inner_text() for q in ("#status", "#error")]
+                start_disabled = page.get_by_role("button", name="Start call").is_disabled()
+
+                page.goto(f"{base_url}/call?character=ada")
+                page.get_by_role("button", name="Start call").click()
+                wait_for_state(page, ["error"], timeout=10)
+                busy = page.locator("#error").inner_text()
+
+                page = denied.new_page()
+                page.goto(f"{base_url}/call?character=ada")
+                page.get_by_role("button", name="Start call").click()
+                wait_for_state(page, ["error"], timeout=10)
+                mic = page.locator("#error").inner_text()
+            finally:
+                allowed.close()
+                denied.close()
+        loop.run_until_complete(running.close())
+    loop.close()
+    assert unknown[0] == "Unknown character" and "no character 'nobody'" in unknown[1]
+    assert start_disabled
+    assert busy.startswith("Busy: all 1 call slot(s) are in use")
+    assert mic.startswith("Microphone access was denied.")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.conversation import CastRequest
+from app.local_call import LocalCalls
 from tests.web.conftest import LIBRARY, call, calls_of, make_offer, post_offer, served
 from web.app import create_app
 
@@ -118,6 +121,23 @@ def test_a_call_over_capacity_is_busy_and_the_running_call_plays_on(web_app, mic
     }
     assert played >= fps // 2  # about fps in that second: the running call was not held up
     assert calls_of(web_app).open_calls == []
+
+
+def test_an_answered_call_that_never_connects_is_given_up(micro_engine):
+    calls = LocalCalls(engine_factory=lambda: micro_engine, library=LIBRARY, connect_timeout_s=0.5)
+
+    async def offer_and_vanish() -> tuple[int, float]:
+        pc, _ = await make_offer()
+        await calls.offer(pc.localDescription.sdp, "offer", CastRequest(character="ada"))
+        await pc.close()  # before it ever sets the answer: no ICE check reaches the server
+        opened, started = len(calls.open_calls), time.monotonic()
+        while calls.open_calls:
+            await asyncio.sleep(0.02)
+        return opened, time.monotonic() - started
+
+    opened, took = asyncio.run(offer_and_vanish())
+    assert opened == 1 and took < 5.0
+    assert calls._reserved == 0 and not micro_engine.stream_lock.locked()
 
 
 def test_the_server_ends_its_calls_when_it_stops(web_app, micro_engine):
