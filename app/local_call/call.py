@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 20.0  # an answered call that does not connect by then is given up
 STATE_CHANNEL = "state"  # negotiated data channel id 0, created by both peers
 STATE_CHANNEL_ID = 0
-START_TASK = "local-call-start"
 
 
 class LocalCall:
@@ -117,7 +116,7 @@ class LocalCall:
         state = self.pc.connectionState
         if state == "connected" and not self._started:
             self._started = True
-            self._spawn(self._start(), name=START_TASK)
+            self._spawn(self._start(), name="local-call-start")
         elif state in ("failed", "closed"):
             self.close_soon(f"connection {state}")
 
@@ -141,8 +140,8 @@ class LocalCall:
         """AvatarPlayout's sink: the frame to the tracks; the state as the frames show it."""
         self.tracks.push(frame)
         if frame.in_segment:
-            speaker = frame.speaker if frame.speaker is not None else 0
-            state = {"state": "speaking", "character": self.names[speaker]}
+            speaker = None if frame.speaker is None else self.names[frame.speaker]
+            state = {"state": "speaking", "character": speaker}
         else:
             state = {"state": "listening"}
         if state != self.state:
@@ -162,13 +161,13 @@ class LocalCall:
         task.add_done_callback(self._tasks.discard)
 
     async def _close(self) -> None:
-        """The network first (the browser sees the end at once), then the conversation. A
-        start under way finishes first: start_local cleans up after itself if it fails."""
+        """The network first (the browser sees the end at once), then the conversation (which
+        a cancelled start_local may have closed already: closing twice is harmless)."""
         try:
-            for task in list(self._tasks):
-                if task.get_name() != START_TASK:
-                    task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.tracks.stop()
             try:
                 await self.pc.close()

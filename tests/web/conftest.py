@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -144,16 +144,31 @@ async def post_offer(base_url: str, body: dict) -> httpx.Response:
         return await http.post("/api/call/offer", json=body)
 
 
-async def call(base_url: str, **who: str) -> ClientCall:
-    """Call the server; the call once its answer is set (media flows once connected)."""
+Answerer = Callable[[dict], Awaitable[dict]]  # the offer request's body -> the answer
+
+
+async def call_with(answer: Answerer, **who: str) -> ClientCall:
+    """Call whoever `answer` asks; the call once its answer is set (media flows once
+    connected)."""
     pc, channel = await make_offer()
     client = ClientCall(pc)
     pc.on("track", client.read)
     channel.on("message", lambda m: client.states.append(json.loads(m)))
-    body = {**who, "sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
-    response = await post_offer(base_url, body)
-    if response.status_code != 200:
+    try:
+        body = {**who, "sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        await pc.setRemoteDescription(RTCSessionDescription(**await answer(body)))
+    except BaseException:
         await pc.close()
-        raise AssertionError(f"offer refused: {response.status_code} {response.text}")
-    await pc.setRemoteDescription(RTCSessionDescription(**response.json()))
+        raise
     return client
+
+
+async def call(base_url: str, **who: str) -> ClientCall:
+    """Call the server at base_url as the page does."""
+
+    async def over_http(body: dict) -> dict:
+        response = await post_offer(base_url, body)
+        assert response.status_code == 200, f"offer refused: {response.status_code} {response.text}"
+        return response.json()
+
+    return await call_with(over_http, **who)
