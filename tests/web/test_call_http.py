@@ -123,6 +123,23 @@ def test_a_call_over_capacity_is_busy_and_the_running_call_plays_on(web_app, mic
     assert calls_of(web_app).open_calls == []
 
 
+def test_a_call_right_after_a_hang_up_waits_for_its_slot_instead_of_busy(web_app):
+    async def again(base_url: str) -> tuple[int, int]:
+        first = await call(base_url, character="ada")
+        await first.frames(2)
+        await first.close()
+        await asyncio.sleep(0.3)  # the server has seen the hang-up and is closing the call
+        closing = sum(c.closing is not None for c in calls_of(web_app).open_calls)
+        second = await call(base_url, character="bo")  # raises if refused
+        await second.frames(2)
+        await second.close()
+        return closing, second.video_frames
+
+    with served(web_app) as base_url:
+        closing, frames = asyncio.run(again(base_url))
+    assert closing == 1 and frames >= 2
+
+
 def test_an_answered_call_that_never_connects_is_given_up(micro_engine):
     calls = LocalCalls(engine_factory=lambda: micro_engine, library=LIBRARY, connect_timeout_s=0.5)
 
