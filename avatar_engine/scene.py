@@ -80,7 +80,8 @@ def face_mask_from_box(
 ) -> torch.Tensor:
     """Token-grid mask of a face box given as (x0, y0, x1, y1) fractions of the frame.
 
-    A token belongs to the face when its centre lies inside the box.
+    A token belongs to the face when its centre lies inside the box. A face smaller than a
+    token (a far face in a group photo) gets the one token under the box's centre.
 
     Returns:
         [gh, gw] float, 1 inside.
@@ -94,9 +95,9 @@ def face_mask_from_box(
     inside_x = (xs >= x0) & (xs < x1)
     mask = (inside_y[:, None] & inside_x[None, :]).float()
     if not mask.any():
-        raise ValueError(
-            f"face box {box} covers no token of the {stream.grid_h}x{stream.grid_w} grid"
-        )
+        row = min(int((y0 + y1) / 2 * stream.grid_h), stream.grid_h - 1)
+        col = min(int((x0 + x1) / 2 * stream.grid_w), stream.grid_w - 1)
+        mask[row, col] = 1
     return mask
 
 

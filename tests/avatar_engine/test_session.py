@@ -57,8 +57,8 @@ def test_face_mask_from_box():
     assert mask.shape == (4, 4) and mask[:, :2].eq(1).all() and mask[:, 2:].eq(0).all()
     with pytest.raises(ValueError, match="must satisfy"):
         face_mask_from_box(MICRO_STREAM, (0.6, 0.0, 0.5, 1.0))
-    with pytest.raises(ValueError, match="covers no token"):
-        face_mask_from_box(MICRO_STREAM, (0.0, 0.0, 0.05, 0.05))
+    tiny = face_mask_from_box(MICRO_STREAM, (0.3, 0.55, 0.4, 0.6))  # between token centres
+    assert tiny.sum() == 1 and tiny[2, 1] == 1  # the token under its centre (0.35, 0.575)
 
 
 @pytest.mark.gpu
