@@ -102,7 +102,7 @@ def test_create_preview_edit_and_delete_a_character(console: Console, tmp_path: 
     assert np.asarray(Image.open(portrait)).shape[:2] == (512, 512)
 
     opened = console.call("/save_character", 0, *form(picture=handle_file(picture)))
-    picker, ident, revision = opened[0]["value"], opened[1], opened[14]
+    picker, ident, revision = opened[0]["value"], opened[1]["value"], opened[14]
     assert (picker, ident, revision) == ("nova-two", "nova-two", 1)
     assert '/call?character=nova-two"' in opened[17]
     nova = console.store.character("nova-two")
@@ -133,7 +133,7 @@ def test_a_voice_sample_is_stored_resampled_and_previewed(console: Console, tmp_
     assert Path(rate_and_samples).is_file()
     opened = console.call("/save_character", 1, *form(id="ada", voice=handle_file(wav)))
     ada = console.store.character("ada")
-    assert ada.revision == 2 and opened[1] == "ada"
+    assert ada.revision == 2 and opened[1]["value"] == "ada"
     stored, rate = soundfile.read(ada.voice)
     assert (rate, len(stored)) == (24000, 36000)
     with Image.open(ASSETS / "characters/ada/portrait.png") as shipped:
@@ -232,7 +232,7 @@ def test_a_group_photo_scene_and_its_preview(console: Console, tmp_path: Path, m
     # ada is the right face (face 2), bo the left one (face 1)
     fields = ["", "Pair", ["ada", "bo"], "group photo", handle_file(pair), 1, 0, None, None]
     opened = console.call("/save_scene", 0, *fields)
-    assert opened[1:3] == ("pair", "Pair")
+    assert (opened[1]["value"], opened[2]) == ("pair", "Pair")
     assert '/call?scene=pair"' in opened[-2]
     scene = console.store.scene("pair")
     assert scene.group_photo and [c.id for c in scene.characters] == ["ada", "bo"]

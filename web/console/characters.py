@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,14 @@ class CharacterForm:
     face: int | None  # index into the picture's detected faces; None or -1: its centre
     voice: str | None
     remove_voice: bool
+
+    @classmethod
+    def of(cls, *fields: Any) -> CharacterForm:
+        """From the inputs in FORM order; the page sends None for a text box it has not
+        filled yet."""
+        form = cls(*fields)
+        texts = ("id", "name", "instructions", "greeting", "lines", "espeak_voice")
+        return replace(form, **{key: getattr(form, key) or "" for key in texts})
 
 
 def call_link(call_path: str, kind: str, ident: str, name: str) -> str:
@@ -104,7 +112,9 @@ class CharacterActions:
         return self._opened(values, character.revision, picture, voice, character.persona.name)
 
     def _opened(self, values: dict, revision: int, portrait, voice, name: str) -> tuple:
+        ident = values["id"]
         values |= {
+            "id": gr.update(value=ident, interactive=not ident),  # an id names files: fixed
             "picture": None,
             "face": gr.update(choices=face_choices(None), value=0),
             "voice": None,
@@ -112,7 +122,7 @@ class CharacterActions:
             "revision": revision,
             "portrait": portrait,
             "voice_player": voice,
-            "call_link": call_link(self.call_path, "character", values["id"], name),
+            "call_link": call_link(self.call_path, "character", ident, name),
             "video": None,
         }
         return tuple(values[key] for key in OPENED)
@@ -145,7 +155,7 @@ class CharacterActions:
     @user_errors
     def save(self, revision: float | None, *fields: Any) -> tuple:
         """Create or update; returns the picker and the reopened form (OPENED order)."""
-        form = CharacterForm(*fields)
+        form = CharacterForm.of(*fields)
         draft = self._draft(form)
         # revision 0: a form opened as new (with an id of its own choosing, or none)
         saved = self.store.save_character(
@@ -166,7 +176,7 @@ class CharacterActions:
     def preview(self, speech: str, *fields: Any, progress=gr.Progress()) -> str:  # noqa: B008
         """An mp4 of the character as the form has it (saved or not) saying its greeting in
         its espeak voice, or its voice sample."""
-        form = CharacterForm(*fields)
+        form = CharacterForm.of(*fields)
         draft = self._draft(form)
         if speech == SPEAK_SAMPLE:
             if draft.voice is None:

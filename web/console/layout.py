@@ -194,7 +194,8 @@ def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, li
     opened = [f[key] for key in scenes.OPENED]
     slots = [f[f"face_{k}"] for k in range(scenes.SLOTS)]
     picker.input(actions.open, picker, opened, api_name="open_scene")
-    for trigger in (f["members"].input, f["layout"].input, f["photo"].change):
+    triggers = [f["members"].input, f["layout"].input, f["photo"].change]
+    for trigger in triggers + [slot.input for slot in slots]:
         trigger(actions.inspect, form, [f["picture"], *slots], api_visibility="private")
     save.click(actions.save, [revision, *form], [picker, *opened], api_name="save_scene")
     delete.click(actions.delete, [f["id"], revision], [picker, *opened], api_name="delete_scene")

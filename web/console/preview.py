@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from app.avatar import AvatarEngine
 from app.characters import Box
@@ -32,10 +32,11 @@ def draw_faces(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str]) -
     draw = ImageDraw.Draw(canvas)
     h, w = image.shape[:2]
     width = max(2, min(h, w) // 160)
+    font = ImageFont.load_default(size=max(12, min(h, w) // 24))
     for k, ((x0, y0, x1, y1), label) in enumerate(zip(boxes, labels, strict=True)):
         colour = BOX_COLOURS[k % len(BOX_COLOURS)]
         draw.rectangle((x0 * w, y0 * h, x1 * w, y1 * h), outline=colour, width=width)
-        draw.text((x0 * w + 2 * width, y0 * h + 2 * width), label, fill=colour)
+        draw.text((x0 * w + 2 * width, y0 * h + width), label, fill=colour, font=font)
     return np.asarray(canvas)
 
 

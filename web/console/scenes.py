@@ -36,7 +36,9 @@ class SceneForm:
     @classmethod
     def of(cls, *fields: Any) -> SceneForm:
         ident, name, members, layout, photo, *faces = fields
-        return cls(ident.strip(), name, list(members or []), layout, photo, tuple(faces))
+        # the page sends None for a text box it has not filled yet
+        return cls((ident or "").strip(), name or "", list(members or []), layout, photo,
+                   tuple(faces))  # fmt: skip
 
 
 class SceneActions:
@@ -77,6 +79,7 @@ class SceneActions:
             revision, name = scene.revision, scene.name
         picture, *slots = self.inspect(*_fields(form))
         values = dict(zip(FORM, (*_fields(form)[:5], *slots), strict=True)) | {
+            "id": gr.update(value=form.id, interactive=not form.id),  # an id names files: fixed
             "revision": revision,
             "picture": picture,
             "call_link": call_link(self.call_path, "scene", form.id, name),
@@ -99,22 +102,27 @@ class SceneActions:
         if source is None:
             return (None, *hidden)
         image, faces = source
-        h, w = image.shape[:2]
-        boxes = [(c / w, r / h, (c + s) / w, (r + s) / h) for r, c, s in faces]
-        marked = draw_faces(image, boxes, [f"Face {k + 1}" for k in range(len(faces))])
-        choices = [(f"Face {k + 1}", k) for k in range(len(faces))]
+        values = [_slot_value(form.faces[k], k, len(faces)) for k in range(SLOTS)]
         slots = [
             gr.update(
                 visible=k < len(names),
                 label=f"Face of {names[k]}" if k < len(names) else "Face",
-                choices=choices,
-                value=_slot_value(form.faces[k], k, len(faces)),
+                choices=[(f"Face {n + 1}", n) for n in range(len(faces))],
+                value=values[k],
             )
             for k in range(SLOTS)
         ]
+        chosen = values[: len(names)]
+        if len(names) >= 2 and None not in chosen and len(set(chosen)) == len(chosen):
+            # every character has a face of its own: show the frame the scene will have
+            frame = group_picture(image, [faces[n] for n in chosen])
+            labels = [f"{name} (face {n + 1})" for name, n in zip(names, chosen, strict=True)]
+            return (draw_faces(frame.image, frame.face_boxes, labels), *slots)
         if not faces:
             gr.Warning("No face was found in the group photo: upload one with frontal faces.")
-        return (marked, *slots)
+        h, w = image.shape[:2]
+        boxes = [(c / w, r / h, (c + s) / w, (r + s) / h) for r, c, s in faces]
+        return (draw_faces(image, boxes, [f"Face {n + 1}" for n in range(len(faces))]), *slots)
 
     @user_errors
     def save(self, revision: float | None, *fields: Any) -> tuple:
