@@ -28,7 +28,8 @@ from tests.app.test_store import library_snapshot
 from tests.web.conftest import served
 from web.app import create_app
 from web.console import build_console
-from web.console.preview import say
+from web.console.characters import CharacterActions
+from web.console.preview import PreviewRenderer, say
 
 
 @dataclass
@@ -254,3 +255,20 @@ def test_a_group_photo_scene_and_its_preview(console: Console, tmp_path: Path, m
         console.call("/delete_character", "bo", 1)
     console.call("/delete_scene", "pair", 1)
     assert console.store.scenes() == ["duo"]
+
+
+def test_a_preview_reports_its_progress_up_to_the_last_frame(tmp_path: Path, micro_engine):
+    store = Store(tmp_path / "data")
+    actions = CharacterActions(store, PreviewRenderer(lambda: micro_engine), call_path="/call")
+    reports = []
+    video = actions.preview(
+        "greeting (espeak voice)",
+        *form(id="bo", name="Bo", greeting="Hey."),
+        progress=lambda value, **how: reports.append(value),
+    )
+    with av.open(video) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert reports[0] == 0
+    done = [value[0] for value in reports[1:]]
+    assert done == sorted(done) and len(done) >= 2  # one report per chunk
+    assert reports[-1] == (frames, frames)
