@@ -173,7 +173,7 @@ def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, li
             f["layout"] = gr.Radio(
                 [scenes.SIDE_BY_SIDE, scenes.GROUP_PHOTO], value=scenes.SIDE_BY_SIDE, label="Layout"
             )
-            f["photo"] = gr.File(label="Group photo", file_types=IMAGE_TYPES)
+            f["photo"] = gr.File(label="Group photo", file_types=IMAGE_TYPES, visible=False)
             for k in range(scenes.SLOTS):
                 f[f"face_{k}"] = gr.Dropdown(
                     label="Face", visible=False, choices=[], **OPEN_CHOICES
@@ -194,6 +194,7 @@ def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, li
     opened = [f[key] for key in scenes.OPENED]
     slots = [f[f"face_{k}"] for k in range(scenes.SLOTS)]
     picker.input(actions.open, picker, opened, api_name="open_scene")
+    f["layout"].input(actions.photo_box, f["layout"], f["photo"], api_visibility="private")
     triggers = [f["members"].input, f["layout"].input, f["photo"].change]
     for trigger in triggers + [slot.input for slot in slots]:
         trigger(actions.inspect, form, [f["picture"], *slots], api_visibility="private")

@@ -80,12 +80,18 @@ class SceneActions:
         picture, *slots = self.inspect(*_fields(form))
         values = dict(zip(FORM, (*_fields(form)[:5], *slots), strict=True)) | {
             "id": gr.update(value=form.id, interactive=not form.id),  # an id names files: fixed
+            "photo": self.photo_box(form.layout, value=None),
             "revision": revision,
             "picture": picture,
             "call_link": call_link(self.call_path, "scene", form.id, name),
             "video": None,
         }
         return tuple(values[key] for key in OPENED)
+
+    @staticmethod
+    def photo_box(layout: str, **value: Any) -> dict[str, Any]:
+        """The group photo upload, shown for that layout only."""
+        return gr.update(visible=layout == GROUP_PHOTO, **value)
 
     @user_errors
     def inspect(self, *fields: Any) -> tuple:
