@@ -302,8 +302,8 @@ class Store:
         newer than the linked one is a save that crashed before its switch."""
         folder = self.root / "versions" / f"{kind}s" / ident
         current = Path(os.path.realpath(self.root / f"{kind}s" / ident)).name
-        older = sorted(p.name for p in folder.iterdir() if p.name < current)
-        keep = {current, *older[-1:]} - {name for name in older if name.startswith(".")}
+        versions = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".tmp-"))
+        keep = {current, *[name for name in versions if name < current][-1:]}
         for path in folder.iterdir():
             if path.name not in keep:
                 shutil.rmtree(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,3 +271,18 @@ def test_voice_samples_are_resampled_and_limited():
 def test_state_records_seeded_defaults(store: Store):
     state = json.loads((store.root / "state.json").read_text())
     assert state["seeded"] == {"character": ["ada", "astronaut", "bo"], "scene": ["duo"]}
+
+
+def test_a_character_copied_in_by_hand_is_adopted(tmp_path: Path):
+    root = tmp_path / "data"
+    Store(root)
+    shutil.copytree(REPO / "assets/characters/bo", root / "characters/zed")
+    store = Store(root)
+    assert (root / "characters/zed").is_symlink()
+    zed = store.character("zed")
+    assert (zed.persona.name, zed.revision) == ("Bo", 0)
+    edited = replace(zed.persona, name="Zed")
+    saved = store.save_character(replace(CharacterDraft.of(zed), persona=edited), ident="zed",
+                                 revision=0)  # fmt: skip
+    assert (saved.persona.name, saved.revision) == ("Zed", 1)
+    assert len(list((root / "versions/characters/zed").iterdir())) == 2  # and the one before

@@ -272,3 +272,10 @@ def test_a_preview_reports_its_progress_up_to_the_last_frame(tmp_path: Path, mic
     done = [value[0] for value in reports[1:]]
     assert done == sorted(done) and len(done) >= 2  # one report per chunk
     assert reports[-1] == (frames, frames)
+
+
+def test_a_preview_needs_something_to_say(console: Console):
+    with pytest.raises(AppError, match="Nova Two has nothing to say in a preview"):
+        console.call("/preview_character", "greeting (espeak voice)", *form(id="ada", greeting=""))
+    with pytest.raises(AppError, match="there is no voice sample"):
+        console.call("/preview_character", "voice sample", *form(id="ada"))

@@ -43,9 +43,7 @@ def draw_faces(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str]) -
 def say(persona: Persona, text: str, *, speaker: int = 0) -> Turn:
     """`text` spoken by the persona's offline (espeak-ng) voice, as `speaker`'s turn."""
     if not text.strip():
-        raise ValueError(
-            f"{persona.name} has no greeting to say: write one, or preview the voice sample"
-        )
+        raise ValueError(f"{persona.name} has nothing to say in a preview: write a greeting")
     audio, rate = speak(persona, text)
     return Turn(speaker, audio, rate)
 

@@ -158,7 +158,10 @@ class SceneActions:
             picture, boxes = side_by_side(characters)
         else:
             picture, boxes = draft.photo.image, list(draft.photo.face_boxes)
-        turns = [say(c.persona, c.persona.greeting, speaker=k) for k, c in enumerate(characters)]
+        turns = [  # a character with no greeting says its first scripted line
+            say(c.persona, c.persona.greeting or next(iter(c.persona.lines), ""), speaker=k)
+            for k, c in enumerate(characters)
+        ]
         progress(0, desc="Rendering")
         path = self.previews.render(
             picture,
