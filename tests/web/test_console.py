@@ -101,6 +101,8 @@ def test_create_preview_edit_and_delete_a_character(console: Console, tmp_path: 
     marked, face, portrait = console.call("/inspect_picture", handle_file(picture), 0)
     assert face["value"] == 0 and face["choices"][0] == ["Face 1 (largest)", 0]
     assert np.asarray(Image.open(portrait)).shape[:2] == (512, 512)
+    with pytest.raises(AppError, match="face 10 is not one of the 3 faces found"):
+        console.call("/inspect_picture", handle_file(picture), 9)
 
     opened = console.call("/save_character", 0, *form(picture=handle_file(picture)))
     picker, ident, revision = opened[0]["value"], opened[1]["value"], opened[14]

@@ -127,6 +127,10 @@ class CharacterActions:
         }
         return tuple(values[key] for key in OPENED)
 
+    def inspect_upload(self, picture: str | None) -> tuple:
+        """A new upload: inspect_picture with its largest face chosen."""
+        return self.inspect_picture(picture, None)
+
     @user_errors
     def inspect_picture(self, picture: str | None, face: int | None) -> tuple:
         """An upload's detected faces drawn on it, the face choices and the crop it gives."""
@@ -233,8 +237,12 @@ class CharacterActions:
 
 def _pick(faces: list[Face], face: int | None) -> Face | None:
     """The chosen face (None: the largest); -1, or no faces: None, the picture's centre."""
+    if not faces or face == -1:
+        return None
     k = 0 if face is None else int(face)
-    return faces[k] if 0 <= k < len(faces) else None
+    if not 0 <= k < len(faces):
+        raise ValueError(f"face {k + 1} is not one of the {len(faces)} faces found; pick again")
+    return faces[k]
 
 
 def _voice_sample(path: str) -> np.ndarray:

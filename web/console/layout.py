@@ -119,16 +119,16 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
     opened = [f[key] for key in characters.OPENED]
     picker.input(actions.open, picker, opened, api_name="open_character")
     f["picture"].change(
-        actions.inspect_picture,
-        [f["picture"], f["face"]],
+        actions.inspect_upload,
+        f["picture"],
         [uploaded, f["face"], f["portrait"]],
-        api_name="inspect_picture",
+        api_visibility="private",
     )
     f["face"].input(
         actions.inspect_picture,
         [f["picture"], f["face"]],
         [uploaded, f["face"], f["portrait"]],
-        api_visibility="private",
+        api_name="inspect_picture",
     )
     f["voice"].change(
         actions.inspect_voice, f["voice"], f["voice_player"], api_name="inspect_voice"
