@@ -46,7 +46,10 @@ def build_console(
     previews = PreviewRenderer(render_engine)
     people = CharacterActions(store, previews, call_path=call_path)
     groups = SceneActions(store, previews, call_path=call_path)
-    with gr.Blocks(title="Talking avatar · console", analytics_enabled=False) as console:
+    # gradio keeps uploads and previews in its cache: hourly, drop those older than a day
+    with gr.Blocks(
+        title="Talking avatar · console", analytics_enabled=False, delete_cache=(3600, 86400)
+    ) as console:
         gr.Markdown("# Talking avatar console")
         with gr.Tab("Characters"):
             character_picker, character_form = _character_tab(people, previews.available)
