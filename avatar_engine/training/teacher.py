@@ -69,6 +69,7 @@ def latent_pool(
         size=preset.stream.height,
         latent_frames=frames,
         capacity=capacity,
+        refresh_every=refresh_every,
         transform=lambda clip: encode_clip(vae, clip, preset),
     )
     return pool, geometry

@@ -13,7 +13,7 @@ from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.distill import train_student
 from avatar_engine.training.loop import read_log
-from avatar_engine.training.teacher import train_teacher
+from avatar_engine.training.teacher import latent_pool, train_teacher
 from avatar_engine.training.vae import latent_statistics, train_vae
 from avatar_engine.vae.weights import random_vae
 from tests.avatar_engine.training.conftest import MICRO_TRAIN
@@ -82,3 +82,11 @@ def test_latent_statistics_normalise_the_clips_they_were_measured_on():
     z = torch.cat(latents, dim=1)  # [z, N], normalised with the measured statistics
     assert torch.allclose(z.mean(1), torch.zeros(len(mean)), atol=1e-3)
     assert torch.allclose(z.std(1), torch.ones(len(mean)), atol=1e-3)
+
+
+def test_latent_pool_replaces_a_clip_every_refresh_every_samples():
+    vae = random_vae(MICRO_TRAIN.vae, device="cpu", dtype=torch.float32, seed=0)
+    pool, _ = latent_pool(vae, MICRO_TRAIN, seed=2, chunks=1, capacity=2, refresh_every=3)
+    for _ in range(8):
+        pool.sample(1)
+    assert pool.made == 4  # two to fill it, then a fresh clip at samples 3 and 6
