@@ -17,6 +17,7 @@ import soundfile
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from playwright.sync_api import expect, sync_playwright
 from skimage import data
 
 from app.characters import ASSETS
@@ -26,6 +27,7 @@ from avatar_engine.audio.turns import plan_turns
 from tests.app.test_inputs import png_claiming
 from tests.app.test_store import library_snapshot
 from tests.web.conftest import served
+from tests.web.test_call_browser import ARTIFACTS, launch
 from web.app import create_app
 from web.console import build_console
 from web.console.characters import CharacterActions
@@ -281,3 +283,40 @@ def test_a_preview_needs_something_to_say(console: Console):
         console.call("/preview_character", "greeting (espeak voice)", *form(id="ada", greeting=""))
     with pytest.raises(AppError, match="there is no voice sample"):
         console.call("/preview_character", "voice sample", *form(id="ada"))
+
+
+def test_the_page_opens_a_character_and_shows_the_faces_of_an_upload(
+    console: Console, tmp_path: Path
+):
+    """In Chromium: the page's own events (load, picking, upload) reach the actions."""
+    picture = png(tmp_path / "astronaut.png", data.astronaut())
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1400})
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(console.url)
+            page.get_by_label("Character", exact=True).click()
+            page.get_by_role("option", name="Ada (ada)").click()
+            expect(page.get_by_label("Name", exact=True).first).to_have_value("Ada")
+            expect(page.locator("a.start-call").first).to_have_attribute(
+                "href", "/call?character=ada"
+            )
+            page.locator("#character-picture input[type=file]").set_input_files(picture)
+            expect(page.locator("#faces-found img")).to_be_visible(timeout=15_000)
+            expect(page.get_by_label("Face", exact=True)).to_have_value("Face 1 (largest)")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "console.png", full_page=True)
+            print(f"console screenshot: {ARTIFACTS / 'console.png'}")
+            toasts = page.locator(".toast-body")  # where gr.Error and gr.Warning show
+            expect(toasts).to_have_count(0)
+            page.locator("#character-picture button[aria-label='Clear']").click()
+            page.locator("#character-picture input[type=file]").set_input_files(
+                bad_files(tmp_path)["text"]
+            )
+            expect(toasts).to_contain_text("Error")
+            expect(toasts).to_contain_text("the file is not a picture in a supported format")
+        finally:
+            browser.close()
+    assert errors == []

@@ -97,11 +97,13 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
                 f["voice_player"] = gr.Audio(label="Stored voice sample", interactive=False)
             f["remove_voice"] = gr.Checkbox(label="Remove the voice sample")
         with gr.Column(scale=2):
-            f["picture"] = gr.File(label="Picture", file_types=IMAGE_TYPES)
+            f["picture"] = gr.File(
+                label="Picture", file_types=IMAGE_TYPES, elem_id="character-picture"
+            )
             f["face"] = gr.Dropdown(
                 label="Face", choices=characters.face_choices(None), value=0, **OPEN_CHOICES
             )
-            uploaded = gr.Image(label="Faces found", interactive=False)
+            uploaded = gr.Image(label="Faces found", interactive=False, elem_id="faces-found")
             f["portrait"] = gr.Image(label="Portrait (the engine's frame)", interactive=False)
     revision = gr.Number(visible=False, precision=0, value=0)
     f["revision"] = revision
