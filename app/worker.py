@@ -2,7 +2,9 @@
 
 LiveKit's dispatch hands each room to one worker; every worker reports its load (active
 sessions / capacity), so rooms spread over workers on several machines. Each job process builds
-the engine once (prewarm) and serves one conversation at a time.
+the engine once (prewarm) and serves one conversation at a time. Workers register under an agent
+name (explicit dispatch): they join only rooms whose token asks for that name
+(web/livekit_token.py), with the character or scene in the job's metadata.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,6 +33,14 @@ REQUIRED_SETTINGS = {
 }
 COMMANDS = ("start", "dev", "connect")  # livekit CLI commands that reach a server
 ENGINE_KEY = "avatar_engine"  # in JobProcess.userdata
+AGENT_NAME_VARIABLE = "LIVEKIT_AGENT_NAME"  # livekit's own variable for it
+DEFAULT_AGENT_NAME = "avatar"
+
+
+def agent_name_from(env: Mapping[str, str]) -> str:
+    """The agent name workers register under and tokens dispatch: LIVEKIT_AGENT_NAME, else
+    "avatar"; one variable for both sides, so they cannot disagree by default."""
+    return env.get(AGENT_NAME_VARIABLE) or DEFAULT_AGENT_NAME
 
 
 @dataclass(frozen=True)
@@ -40,10 +50,15 @@ class WorkerSettings:
     sessions: int = 1  # conversations this worker runs at once (its capacity)
     device: str = "cpu"  # of the engine's DiT (and decoder, with the local runtime)
     runtime: RuntimeKind = "local"  # or "disaggregated": DiT and decoder in their own processes
+    # Explicit dispatch: a named worker joins only the rooms whose token (or a dispatch request)
+    # names it, never every new room; an unnamed one would join rooms nobody asked it into.
+    agent_name: str = field(default_factory=lambda: agent_name_from(os.environ))
 
     def __post_init__(self) -> None:
         if self.sessions < 1:
             raise ValueError(f"a worker needs capacity for at least 1 session, not {self.sessions}")
+        if not self.agent_name:
+            raise ValueError("a worker needs an agent name: explicit dispatch only")
 
 
 class SessionLoad:
@@ -104,6 +119,7 @@ def worker_options(settings: WorkerSettings) -> WorkerOptions:
     return WorkerOptions(
         entrypoint_fnc=entrypoint,
         prewarm_fnc=functools.partial(prewarm, settings=settings),
+        agent_name=settings.agent_name,
         load_fnc=SessionLoad(sessions=settings.sessions),
         load_threshold=1.0,  # full when every session slot is taken, in dev and prod alike
         num_idle_processes=settings.sessions,  # a warm engine ready for every slot

@@ -9,6 +9,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from livekit.agents import AgentServer
 from livekit.agents.testing import fake_job_context
 
 from app import conversation, worker
@@ -63,6 +64,20 @@ def test_load_is_the_share_of_session_slots_in_use():
     assert options.num_idle_processes == 4  # a prewarmed engine per slot
     with pytest.raises(ValueError, match="at least 1 session"):
         worker.WorkerSettings(sessions=0)
+
+
+def test_the_worker_registers_for_explicit_dispatch_by_name(monkeypatch):
+    monkeypatch.delenv(worker.AGENT_NAME_VARIABLE, raising=False)
+    assert worker.worker_options(worker.WorkerSettings()).agent_name == "avatar"
+    monkeypatch.setenv(worker.AGENT_NAME_VARIABLE, "avatar-eu")  # livekit's variable
+    assert worker.worker_options(worker.WorkerSettings()).agent_name == "avatar-eu"
+    named = worker.WorkerSettings(agent_name="avatar-gpu")  # an explicit name wins
+    assert worker.worker_options(named).agent_name == "avatar-gpu"
+    # livekit registers the entrypoint under the name, which makes dispatch explicit
+    server = AgentServer.from_server_options(worker.worker_options(named))
+    assert server._agent_name == "avatar-gpu"
+    with pytest.raises(ValueError, match="agent name"):
+        worker.WorkerSettings(agent_name="")
 
 
 def test_prewarm_builds_the_engine_once_per_process_then_freezes_the_heap(monkeypatch):
