@@ -1,0 +1,160 @@
+// The call page's LiveKit transport: window.startLiveKitCall(who, {video, onState, onError}).
+// The server mints a token for one new room (web/livekit_token.py); joining that room
+// dispatches the avatar worker, which publishes the character as the tracks avatar_video and
+// avatar_audio (app/conversation.py). Load /static/vendor/livekit-client.umd.js first.
+//
+// onState({state}) reports, in order: "connecting" (microphone, token, room), "waiting" (in
+// the room, the character not yet), then live: "listening" or "speaking" (the character's
+// livekit-agents state), and "ended" after hangup(). onError(Error) reports a failure in
+// words for the caller, once; the call is over by then.
+"use strict";
+
+(() => {
+  const AVATAR_VIDEO = "avatar_video";
+  const AVATAR_TRACKS = new Set([AVATAR_VIDEO, "avatar_audio"]);
+  const AGENT_STATE = "lk.agent.state"; // the participant attribute livekit-agents keeps
+  const AGENT_TIMEOUT_MS = 60000; // for a worker to join and publish the character
+
+  class CallError extends Error {}
+
+  async function microphone(LK) {
+    try {
+      return await LK.createLocalAudioTrack({
+        echoCancellation: true,
+        noiseSuppression: true,
+        autoGainControl: true,
+      });
+    } catch (err) {
+      if (err.name === "NotAllowedError" || err.name === "SecurityError") {
+        throw new CallError(
+          "Microphone access was denied. Allow the microphone for this page (the icon in " +
+            "the address bar) and start the call again.",
+        );
+      }
+      if (err.name === "NotFoundError") {
+        throw new CallError("No microphone was found. Connect one and start the call again.");
+      }
+      throw new CallError(`The microphone could not be opened (${err.name}: ${err.message}).`);
+    }
+  }
+
+  async function requestToken(who) {
+    const response = await fetch("/api/livekit/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(who),
+    });
+    if (!response.ok) {
+      let why = response.statusText;
+      try {
+        const detail = (await response.json()).detail;
+        why = typeof detail === "string" ? detail : JSON.stringify(detail);
+      } catch {
+        // not JSON: the status text says enough
+      }
+      throw new CallError(`The call could not start: ${why}`);
+    }
+    return response.json(); // {url, token, room, identity}
+  }
+
+  function connectionMessage(LK, err, url) {
+    const reasons = LK.ConnectionErrorReason;
+    if (err.reason === reasons.NotAllowed) {
+      return `The call server at ${url} refused this call (${err.message}).`;
+    }
+    if (err.reason === reasons.ServerUnreachable || err.reason === reasons.WebSocket) {
+      return (
+        `Could not connect to the call server at ${url}: check that the LiveKit server is ` +
+        `running and reachable from this browser (${err.message}).`
+      );
+    }
+    return `Could not join the call at ${url} (${err.message}).`;
+  }
+
+  window.startLiveKitCall = (who, options) => {
+    const LK = window.LivekitClient;
+    if (!LK) throw new Error("livekit-client is not loaded (/static/vendor/livekit-client.umd.js)");
+    const { video, onState = () => {}, onError = () => {} } = options;
+    const agentTimeoutMs = options.agentTimeoutMs ?? AGENT_TIMEOUT_MS;
+    const E = LK.RoomEvent;
+    const room = new LK.Room();
+    const attached = [];
+    let ended = false;
+    let mic = null;
+    let character = null; // the participant that publishes the avatar
+    let agentTimer = null;
+
+    const report = (state) => {
+      if (!ended) onState({ state });
+    };
+    const liveState = () =>
+      character.attributes[AGENT_STATE] === "speaking" ? "speaking" : "listening";
+
+    function finish() {
+      ended = true;
+      clearTimeout(agentTimer);
+      attached.forEach((track) => track.detach(video));
+      room.disconnect(); // stops the published microphone too
+      if (mic) mic.stop();
+    }
+
+    function fail(message) {
+      if (ended) return;
+      finish();
+      onError(new Error(message));
+    }
+
+    room.on(E.TrackSubscribed, (track, publication, participant) => {
+      if (!AVATAR_TRACKS.has(publication.trackName)) return;
+      track.attach(video);
+      attached.push(track);
+      if (publication.trackName === AVATAR_VIDEO) {
+        clearTimeout(agentTimer);
+        character = participant;
+        report(liveState());
+      }
+    });
+    room.on(E.ParticipantAttributesChanged, (changed, participant) => {
+      if (participant === character && AGENT_STATE in changed) report(liveState());
+    });
+    room.on(E.ParticipantDisconnected, (participant) => {
+      if (participant === character) fail("The character left the call.");
+    });
+    room.on(E.Disconnected, (reason) => {
+      fail(`The call was disconnected (${LK.DisconnectReason[reason] || reason}).`);
+    });
+
+    (async () => {
+      report("connecting");
+      // the microphone first: a caller who refuses it never gets a character dispatched
+      mic = await microphone(LK);
+      if (ended) return mic.stop();
+      const grant = await requestToken(who);
+      if (ended) return;
+      try {
+        await room.connect(grant.url, grant.token);
+      } catch (err) {
+        throw new CallError(connectionMessage(LK, err, grant.url));
+      }
+      if (ended) return;
+      await room.localParticipant.publishTrack(mic);
+      if (character) return; // the character was quicker
+      report("waiting");
+      agentTimer = setTimeout(
+        () => fail("The character did not join the call: no avatar worker took it. Try again."),
+        agentTimeoutMs,
+      );
+    })().catch((err) => {
+      fail(err instanceof CallError ? err.message : `The call could not start: ${err.message}`);
+    });
+
+    return {
+      room,
+      hangup() {
+        if (ended) return;
+        finish();
+        onState({ state: "ended" });
+      },
+    };
+  };
+})();
