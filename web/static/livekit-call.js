@@ -80,6 +80,7 @@
     const room = new LK.Room();
     const attached = [];
     let ended = false;
+    let joined = false; // before, a failed join is connect()'s error to report, not this
     let mic = null;
     let character = null; // the participant that publishes the avatar
     let agentTimer = null;
@@ -121,7 +122,7 @@
       if (participant === character) fail("The character left the call.");
     });
     room.on(E.Disconnected, (reason) => {
-      fail(`The call was disconnected (${LK.DisconnectReason[reason] || reason}).`);
+      if (joined) fail(`The call was disconnected (${LK.DisconnectReason[reason] || reason}).`);
     });
 
     (async () => {
@@ -136,6 +137,7 @@
       } catch (err) {
         throw new CallError(connectionMessage(LK, err, grant.url));
       }
+      joined = true;
       if (ended) return;
       await room.localParticipant.publishTrack(mic);
       if (character) return; // the character was quicker
