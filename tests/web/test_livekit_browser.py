@@ -1,6 +1,8 @@
-"""livekit-call.js in headless Chromium against the token router, with a LiveKit URL on a
+"""livekit-call.js in headless Chromium against the token router. With a LiveKit URL on a
 loopback port nobody listens on: the caller hears why the call failed, in words, and no
-request leaves this machine (the bundle is served by the app, never a CDN)."""
+request leaves this machine (the bundle is served by the app, never a CDN). With a stand-in
+Room (no LiveKit server can run here): the states a call goes through as the worker's
+character joins, speaks and leaves."""
 
 from __future__ import annotations
 
@@ -24,15 +26,57 @@ ERROR_TIMEOUT_MS = 20000
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title>
 <link rel="icon" href="data:,"></head><body><video id="avatar" autoplay playsinline></video>
 <script src="/static/vendor/livekit-client.umd.js"></script>
+<!-- stand-in -->
 <script src="/static/livekit-call.js"></script>
 <script>
 window.states = []; window.errors = [];
-window.call = (who) => { window.current = window.startLiveKitCall(who, {
+window.call = (who, more) => { window.current = window.startLiveKitCall(who, {
   video: document.getElementById("avatar"),
   onState: (update) => window.states.push(update.state),
   onError: (err) => window.errors.push(err.message),
+  ...more,
 }); };
 </script></body></html>"""
+
+# The real livekit-client, but a Room whose server side the test plays: the worker's character
+# publishing its tracks, changing its livekit-agents state, leaving.
+STAND_IN_ROOM = """<script>
+(() => {
+  const LK = window.LivekitClient;
+  const E = LK.RoomEvent;
+  class StandInRoom {
+    constructor() {
+      this.handlers = {};
+      this.published = [];
+      this.localParticipant = { publishTrack: async (track) => this.published.push(track.kind) };
+      window.room = this;
+    }
+    on(event, fn) { (this.handlers[event] ||= []).push(fn); return this; }
+    emit(event, ...args) { (this.handlers[event] || []).forEach((fn) => fn(...args)); }
+    async connect(url, token) { this.url = url; this.token = token; }
+    async disconnect() {
+      this.disconnected = true;
+      this.emit(E.Disconnected, LK.DisconnectReason.CLIENT_INITIATED);
+    }
+  }
+  window.mic = { kind: "audio", stopped: false, stop() { this.stopped = true; } };
+  window.LivekitClient = { ...LK, Room: StandInRoom, createLocalAudioTrack: async () => mic };
+  window.character = { identity: "agent-1", attributes: {} };
+  window.tracks = {};
+  window.publish = (name) => {
+    const track = { attachedTo: null, attach(el) { this.attachedTo = el.id; },
+                    detach() { this.attachedTo = null; } };
+    tracks[name] = track;
+    room.emit(E.TrackSubscribed, track, { trackName: name }, character);
+  };
+  window.agentState = (state) => {
+    character.attributes = { "lk.agent.state": state };
+    room.emit(E.ParticipantAttributesChanged, { "lk.agent.state": state }, character);
+  };
+  window.leave = () => room.emit(E.ParticipantDisconnected, character);
+  window.serverEnds = () => room.emit(E.Disconnected, LK.DisconnectReason.ROOM_DELETED);
+})();
+</script>"""
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +93,8 @@ def page_url(dead_url):
     app.include_router(livekit_router(settings, library=LIBRARY))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.get("/test", response_class=HTMLResponse)(lambda: PAGE)
+    stand_in = PAGE.replace("<!-- stand-in -->", STAND_IN_ROOM)
+    app.get("/test-room", response_class=HTMLResponse)(lambda: stand_in)
     with served(app) as base_url:
         yield f"{base_url}/test"
 
@@ -130,3 +176,71 @@ def test_hanging_up_while_connecting_ends_the_call_without_an_error(browser, pag
         page.close()
     assert seen == {"states": ["connecting", "ended"], "errors": []}
     assert traffic.sockets == []  # it stopped before asking for a token
+
+
+SEEN = "({states: window.states, errors: window.errors})"
+
+
+@pytest.fixture
+def room_page(browser, page_url):
+    page = browser.new_page()
+    page.goto(page_url.replace("/test", "/test-room"))
+    yield page
+    page.close()
+
+
+def in_the_room(page: Page, **more) -> None:
+    page.evaluate("(more) => window.call({character: 'ada'}, more)", more)
+    page.wait_for_function("window.states.includes('waiting')", timeout=ERROR_TIMEOUT_MS)
+
+
+def test_a_call_waits_for_the_character_then_follows_its_state(room_page, dead_url):
+    page = room_page
+    in_the_room(page)
+    room = page.evaluate("({url: room.url, token: room.token, published: room.published})")
+    assert room["url"] == dead_url and room["token"].count(".") == 2  # the server's grant
+    assert room["published"] == ["audio"]  # the microphone
+    page.evaluate("publish('avatar_audio'); publish('someone_elses'); publish('avatar_video')")
+    for state in ("speaking", "thinking", "listening"):
+        page.evaluate("(s) => agentState(s)", state)
+    attached = page.evaluate(
+        "Object.fromEntries(Object.entries(tracks).map(([n, t]) => [n, t.attachedTo]))"
+    )
+    assert attached == {"avatar_audio": "avatar", "someone_elses": None, "avatar_video": "avatar"}
+    assert page.evaluate(SEEN) == {
+        "states": ["connecting", "waiting", "listening", "speaking", "listening"],  # changes
+        "errors": [],
+    }
+    page.evaluate("window.current.hangup()")
+    seen = page.evaluate(SEEN)
+    assert seen["states"][-1] == "ended" and seen["errors"] == []  # our own disconnect: no error
+    assert page.evaluate("[room.disconnected, mic.stopped, tracks.avatar_video.attachedTo]") == [
+        True,
+        True,
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ("leave()", "The character left the call."),
+        ("serverEnds()", "The call was disconnected (ROOM_DELETED)."),
+    ],
+)
+def test_a_call_the_character_or_server_ends_is_an_error_once(room_page, event, error):
+    in_the_room(room_page)
+    room_page.evaluate("publish('avatar_video')")
+    room_page.evaluate(event)
+    room_page.evaluate(event)  # twice: reported once
+    seen = room_page.evaluate(SEEN)
+    assert seen == {"states": ["connecting", "waiting", "listening"], "errors": [error]}
+    assert room_page.evaluate("[room.disconnected, mic.stopped]") == [True, True]
+
+
+def test_a_character_that_never_comes_is_an_error(room_page):
+    in_the_room(room_page, agentTimeoutMs=200)
+    room_page.wait_for_function("window.errors.length > 0", timeout=ERROR_TIMEOUT_MS)
+    (error,) = room_page.evaluate("window.errors")
+    assert error.startswith("The character did not join the call: no avatar worker took it.")
+    assert room_page.evaluate("room.disconnected")

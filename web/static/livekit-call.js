@@ -3,16 +3,18 @@
 // dispatches the avatar worker, which publishes the character as the tracks avatar_video and
 // avatar_audio (app/conversation.py). Load /static/vendor/livekit-client.umd.js first.
 //
-// onState({state}) reports, in order: "connecting" (microphone, token, room), "waiting" (in
-// the room, the character not yet), then live: "listening" or "speaking" (the character's
-// livekit-agents state), and "ended" after hangup(). onError(Error) reports a failure in
+// onState({state}) reports each change, in order: "connecting" (microphone, token, room),
+// "waiting" (in the room, the character not yet), then live: "listening" or "speaking" (the
+// character's livekit-agents state), and "ended" after hangup(). onError(Error) reports a failure in
 // words for the caller, once; the call is over by then.
 "use strict";
 
 (() => {
   const AVATAR_VIDEO = "avatar_video";
   const AVATAR_TRACKS = new Set([AVATAR_VIDEO, "avatar_audio"]);
-  const AGENT_STATE = "lk.agent.state"; // the participant attribute livekit-agents keeps
+  // livekit-agents keeps its state in this attribute of the participant that also publishes the
+  // avatar (AvatarRunner runs in the agent's job, app/conversation.py)
+  const AGENT_STATE = "lk.agent.state";
   const AGENT_TIMEOUT_MS = 60000; // for a worker to join and publish the character
 
   class CallError extends Error {}
@@ -85,8 +87,11 @@
     let character = null; // the participant that publishes the avatar
     let agentTimer = null;
 
+    let reported = null;
     const report = (state) => {
-      if (!ended) onState({ state });
+      if (ended || state === reported) return;
+      reported = state;
+      onState({ state });
     };
     const liveState = () =>
       character.attributes[AGENT_STATE] === "speaking" ? "speaking" : "listening";
