@@ -82,7 +82,7 @@
     const room = new LK.Room();
     const attached = [];
     let ended = false;
-    let joined = false; // before, a failed join is connect()'s error to report, not this
+    let joined = false; // until then, Disconnected is a failed join, which connect() reports
     let mic = null;
     let character = null; // the participant that publishes the avatar
     let agentTimer = null;
@@ -144,19 +144,20 @@
       }
       joined = true;
       if (ended) return;
+      if (!character) {
+        report("waiting");
+        agentTimer = setTimeout(
+          () => fail("The character did not join the call: no avatar worker took it. Try again."),
+          agentTimeoutMs,
+        );
+      }
       await room.localParticipant.publishTrack(mic);
-      if (character) return; // the character was quicker
-      report("waiting");
-      agentTimer = setTimeout(
-        () => fail("The character did not join the call: no avatar worker took it. Try again."),
-        agentTimeoutMs,
-      );
     })().catch((err) => {
       fail(err instanceof CallError ? err.message : `The call could not start: ${err.message}`);
     });
 
     return {
-      room,
+      room, // for tests and debugging
       hangup() {
         if (ended) return;
         finish();
