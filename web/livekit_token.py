@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Response
 from livekit import api
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.characters import CharacterLibrary, check_id
 from app.conversation import DEFAULT_CHARACTER, CastRequest
@@ -84,6 +84,7 @@ class LiveKitSettings:
 class TokenRequest(BaseModel):
     """POST /api/livekit/token: whom the call is with; neither: the default character."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ada
     character: str | None = None
     scene: str | None = None
 
