@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from app.avatar import AvatarEngine
 
 AUTH_ENV = "AVATAR_AUTH"
-LIVEKIT_ENV = "LIVEKIT_URL"  # set: calls go through LiveKit (web.livekit_token)
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -59,20 +58,16 @@ def build_app(args: argparse.Namespace, engine: AvatarEngine) -> FastAPI:
     from app.store import Store
     from web.app import create_app
     from web.console import build_console
+    from web.livekit_token import LiveKitSettings
 
     store = Store(args.data)
     console = build_console(store, render_engine=lambda: load_engine(device=args.device))
-    livekit = None
-    if os.environ.get(LIVEKIT_ENV):
-        from web.livekit_token import LiveKitSettings
-
-        livekit = LiveKitSettings.from_env()
     return create_app(
         engine_factory=engine_factory(engine, device=args.device),
         library=store.library,
         sessions=args.sessions,
         console=console,
-        livekit=livekit,
+        livekit=LiveKitSettings.from_env(),  # None without LIVEKIT_URL: local calls
         console_auth=args.console_auth,
     )
 

@@ -118,7 +118,7 @@ def create_app(
     if livekit is not None:
         from web.livekit_token import livekit_router
 
-        app.include_router(livekit_router(livekit))
+        app.include_router(livekit_router(livekit, library=library))
     if console is not None:
         import gradio as gr
 

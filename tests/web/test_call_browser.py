@@ -11,13 +11,16 @@ import os
 import shutil
 import wave
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from llm_bridge.offline.tts import SAMPLE_RATE as ESPEAK_RATE
 from tests.llm_bridge.conftest import espeak
-from tests.web.conftest import LIBRARY, call, calls_of, served, wait_until
+from tests.web.conftest import LIBRARY, call, calls_of, free_port, served, wait_until
+from web.app import create_app
+from web.livekit_token import LiveKitSettings
 
 CHROMIUM = os.environ.get("AVATAR_TEST_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -178,3 +181,31 @@ def test_the_page_says_why_a_call_cannot_start(web_app):
     assert start_disabled
     assert busy.startswith("Busy: all 1 call slot(s) are in use")
     assert mic.startswith("Microphone access was denied.")
+
+
+def test_with_livekit_the_page_calls_through_it_and_says_why_it_failed(micro_engine):
+    """The page loads the vendored livekit-client and livekit-call.js from this server and
+    calls through them; with nobody listening at LIVEKIT_URL, the failure is in words."""
+    nobody = f"ws://127.0.0.1:{free_port()}"
+    settings = LiveKitSettings(url=nobody, api_key="key", api_secret="secret" * 6)
+    app = create_app(engine_factory=lambda: micro_engine, library=LIBRARY, livekit=settings)
+    with served(app) as base_url, sync_playwright() as p:
+        browser = launch(p, "--use-fake-ui-for-media-stream")
+        try:
+            page = browser.new_page()
+            loaded = []
+            page.on("request", lambda r: loaded.append(r.url))
+            page.goto(f"{base_url}/call?character=ada")
+            page.get_by_role("button", name="Start call").click()
+            wait_for_state(page, ["error"], timeout=30)
+            error = page.locator("#error").inner_text()
+        finally:
+            browser.close()
+    assert f"{base_url}/static/vendor/livekit-client.umd.js" in loaded
+    assert f"{base_url}/static/livekit-call.js" in loaded
+    assert f"{base_url}/api/livekit/token" in loaded
+    livekit = urlsplit(settings.url).port
+    elsewhere = [u for u in loaded if not u.startswith(base_url) and urlsplit(u).port != livekit]
+    assert elsewhere == []  # nothing but this server and the LiveKit server
+    assert calls_of(app).open_calls == []  # the local transport was not used
+    assert error and settings.url.removeprefix("ws://") in error, error

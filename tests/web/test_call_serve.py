@@ -81,3 +81,18 @@ def test_it_serves_calls_and_the_console_behind_a_login(ran, tmp_path, capsys):
     assert (tmp_path / "characters" / "ada").is_dir()
     assert locked.status_code == 401 and refused.status_code != 200
     assert login.status_code == 200 and opened.status_code == 200
+
+
+def test_livekit_settings_come_from_the_environment(ran, monkeypatch, tmp_path):
+    monkeypatch.setenv("LIVEKIT_URL", "ws://127.0.0.1:7880")
+    monkeypatch.delenv("LIVEKIT_API_KEY", raising=False)
+    args = parse("--data", str(tmp_path))
+    with pytest.raises(ValueError, match="LIVEKIT_URL is set, but LIVEKIT_API_KEY"):
+        args.func(args)
+    monkeypatch.setenv("LIVEKIT_API_KEY", "key")
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "secret" * 6)
+    assert args.func(args) == 0
+    ((served, _),) = ran
+    with TestClient(served) as http:
+        assert http.get("/api/config").json() == {"transport": "livekit"}
+        assert http.post("/api/livekit/token", json={"character": "ada"}).status_code == 200

@@ -15,6 +15,7 @@
   const STATE_CHANNEL_ID = 0; // negotiated by both peers (app/local_call/call.py)
   const GATHER_TIMEOUT_MS = 3000;
   let transport = "local";
+  let names = []; // the characters called
   let current = null; // the call under way: {hangup(), pc?}
 
   class CallError extends Error {}
@@ -30,12 +31,17 @@
     box.hidden = !message;
   }
 
+  // {state, character?} from the local call's state channel, or {state} from
+  // livekit-call.js (which does not say who speaks: the name is known for one character)
   function onState(update) {
     if (!current) return;
+    const speaker = update.character || (names.length === 1 ? names[0] : null);
     if (update.state === "speaking") {
-      setState("speaking", update.character ? `Speaking: ${update.character}` : "Speaking");
-    } else {
+      setState("speaking", speaker ? `Speaking: ${speaker}` : "Speaking");
+    } else if (update.state === "listening") {
       setState("listening", "Listening");
+    } else if (update.state === "waiting") {
+      setState("connecting", "Waiting for the character…");
     }
   }
 
@@ -184,7 +190,7 @@
       showError(await detail(cast));
       return;
     }
-    const names = (await cast.json()).characters;
+    names = (await cast.json()).characters;
     transport = (await config.json()).transport;
     document.title = `Call ${names.join(" & ")}`;
     $("title").textContent = names.join(" & ");
