@@ -177,7 +177,9 @@ def cmd_bench_vae(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.worker import WorkerSettings, run_worker
 
-    settings = WorkerSettings(sessions=args.sessions, device=args.device, runtime=args.runtime)
+    settings = WorkerSettings(
+        sessions=args.sessions, device=args.device, runtime=args.runtime, data=args.data
+    )
     run_worker(args.livekit_args, settings=settings)
     return 0  # livekit's CLI exits the process itself
 
@@ -239,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--device", default="cpu", help="the engine's device, e.g. cuda")
     worker.add_argument("--runtime", choices=("local", "disaggregated"), default="local")
+    worker.add_argument(
+        "--data", metavar="DIR", help="the console's library (default: $AVATAR_DATA or XDG)"
+    )
     worker.add_argument(
         "livekit_args", nargs=argparse.REMAINDER, metavar="start|dev|connect ...",
         help="livekit CLI command and options",

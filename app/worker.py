@@ -33,6 +33,7 @@ REQUIRED_SETTINGS = {
 }
 COMMANDS = ("start", "dev", "connect")  # livekit CLI commands that reach a server
 ENGINE_KEY = "avatar_engine"  # in JobProcess.userdata
+LIBRARY_KEY = "avatar_library"
 AGENT_NAME_VARIABLE = "LIVEKIT_AGENT_NAME"  # livekit's own variable for it
 DEFAULT_AGENT_NAME = "avatar"
 
@@ -53,6 +54,7 @@ class WorkerSettings:
     # Explicit dispatch: a named worker joins only the rooms whose token (or a dispatch request)
     # names it, never every new room; an unnamed one would join rooms nobody asked it into.
     agent_name: str = field(default_factory=lambda: agent_name_from(os.environ))
+    data: str | None = None  # the console's data directory (None: $AVATAR_DATA, then XDG)
 
     def __post_init__(self) -> None:
         if self.sessions < 1:
@@ -84,10 +86,13 @@ def missing_settings(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
 
 
 def prewarm(proc: JobProcess, *, settings: WorkerSettings) -> None:
-    """Build the engine once per job process, before any job arrives."""
+    """Build the engine once per job process, before any job arrives, and open the library
+    the console edits, so characters made there can be called."""
     from app.conversation import load_engine
+    from app.store import Store
 
     proc.userdata[ENGINE_KEY] = load_engine(device=settings.device, runtime=settings.runtime)
+    proc.userdata[LIBRARY_KEY] = Store(settings.data).library
     # The engine, torch and livekit leave ~400k long-lived objects: a full collection over
     # them holds the GIL for 230-450 ms, a stall the avatar's frames would show. Collect the
     # setup's garbage once now, then keep the survivors out of every later collection.
@@ -108,7 +113,10 @@ async def entrypoint(ctx: JobContext) -> None:
     logger.info("job", extra=where)
     await ctx.connect()
     conversation = await start_conversation(
-        room=ctx.room, engine=ctx.proc.userdata[ENGINE_KEY], request=request
+        room=ctx.room,
+        engine=ctx.proc.userdata[ENGINE_KEY],
+        request=request,
+        library=ctx.proc.userdata[LIBRARY_KEY],
     )
     ctx.add_shutdown_callback(conversation.aclose)
 

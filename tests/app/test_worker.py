@@ -80,16 +80,19 @@ def test_the_worker_registers_for_explicit_dispatch_by_name(monkeypatch):
         worker.WorkerSettings(agent_name="")
 
 
-def test_prewarm_builds_the_engine_once_per_process_then_freezes_the_heap(monkeypatch):
+def test_prewarm_builds_the_engine_once_per_process_then_freezes_the_heap(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(conversation, "load_engine", lambda **kw: calls.append(kw) or "engine")
     # not this test process's heap: record the calls instead
     monkeypatch.setattr(worker.gc, "collect", lambda: calls.append("collect"))
     monkeypatch.setattr(worker.gc, "freeze", lambda: calls.append("freeze"))
-    options = worker.worker_options(worker.WorkerSettings(device="cuda"))
+    options = worker.worker_options(worker.WorkerSettings(device="cuda", data=str(tmp_path)))
     proc = SimpleNamespace(userdata={})
     options.prewarm_fnc(proc)
     assert proc.userdata[worker.ENGINE_KEY] == "engine"
+    # the console's library, so characters created there can be called
+    assert "ada" in proc.userdata[worker.LIBRARY_KEY].ids("character")
+    assert (tmp_path / "characters" / "ada").exists()
     # the engine's objects are built, the setup's garbage collected, then the rest frozen
     assert calls == [{"device": "cuda", "runtime": "local"}, "collect", "freeze"]
 
@@ -101,8 +104,8 @@ def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):
         async def aclose(self) -> None:
             started.append("closed")
 
-    async def start_conversation(*, room, engine, request):
-        started.append((room, engine, request))
+    async def start_conversation(*, room, engine, request, library):
+        started.append((room, engine, request, library))
         return Conversation()
 
     monkeypatch.setattr(conversation, "start_conversation", start_conversation)
@@ -110,8 +113,9 @@ def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):
     async def run() -> None:
         with fake_job_context(job_metadata='{"scene": "duo"}') as ctx:
             ctx.proc.userdata[worker.ENGINE_KEY] = "engine"
+            ctx.proc.userdata[worker.LIBRARY_KEY] = "library"
             await worker.entrypoint(ctx)
-            assert started == [(ctx.room, "engine", CastRequest(scene="duo"))]
+            assert started == [(ctx.room, "engine", CastRequest(scene="duo"), "library")]
             for callback in ctx._shutdown_callbacks:
                 await callback("test")
             assert started[-1] == "closed"
