@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from app.render_cli import add_parsers as add_render_parsers
+from app.serve import add_parsers as add_serve_parsers
 from app.training_cli import add_parsers as add_training_parsers
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--device", default="cpu")
     vae.add_argument("--dtype", choices=DTYPES, default="fp32")
     vae.set_defaults(func=cmd_bench_vae)
+    add_serve_parsers(sub)
     add_render_parsers(sub)
     add_training_parsers(sub)
 

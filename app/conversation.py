@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHARACTER = "ada"  # who answers a job that names no one
 METADATA_KEYS = ("character", "scene")
 AUDIO_RATE = 24000  # what OpenAI Realtime and the avatar's published audio use
+CLOSE_TRANSCRIPT_S = 0.2  # how long a closing session waits for the last user transcript
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,15 @@ class Conversation:
         await self.cast.aclose()
 
 
-def load_engine(*, device: str = "cpu", runtime: RuntimeKind = "local") -> AvatarEngine:
-    """The embedded model's engine, built once per process (the worker's prewarm)."""
-    model = EmbeddedModel().check()
+def load_engine(
+    *, device: str = "cpu", runtime: RuntimeKind = "local", model: EmbeddedModel | None = None
+) -> AvatarEngine:
+    """The embedded model's engine (or an exported model's), built once per process.
+
+    Raises:
+        FileNotFoundError: the model's weight files are missing, naming them.
+    """
+    model = (model or EmbeddedModel()).check()
     return build_engine(model.spec(), runtime=runtime, device=device, audio_weights=model.audio)
 
 
@@ -135,7 +142,9 @@ async def prepare_conversation(
     cast = build_cast(
         casting.personas, on_active=generator.set_speaker, api_key=api_key, base_url=base_url
     )
-    session = cast.create_session()
+    # A closing session waits for the user's last transcript (2 s by default); after a hang-up
+    # nothing reads it, and the call's slot stays taken meanwhile.
+    session = cast.create_session(session_close_transcript_timeout=CLOSE_TRANSCRIPT_S)
     audio = QueueAudioOutput(wait_playback_start=True, sample_rate=generator.sample_rate)
     session.output.audio = audio
     return Conversation(session=session, cast=cast, generator=generator, audio=audio)

@@ -63,7 +63,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--model", type=Path, metavar="DIR", help="an exported model (default: the embedded one)"
     )
     render.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="the library (default: $AVATAR_DATA or XDG)"
+        "--data", type=Path, metavar="DIR", help="the library (default: $AVATAR_DATA or XDG)"
     )
     render.add_argument("--device", default="cpu", help="the engine's device, e.g. cuda")
     render.add_argument("--seed", type=int, default=0)
@@ -78,15 +78,19 @@ def cmd_render(args: argparse.Namespace, *, engine: AvatarEngine | None = None) 
     """
     from tqdm import tqdm
 
+    from app.conversation import load_engine
     from app.inputs import InputError
     from app.render import render
+    from avatar_engine.embedded import EmbeddedModel
 
     try:
         _check_output(args.output)
         cast = _cast(args)
         turns = _turns(args, cast)
         if engine is None:
-            engine = _load_engine(args.model, args.device)
+            engine = load_engine(
+                device=args.device, model=None if args.model is None else EmbeddedModel(args.model)
+            )
         with tqdm(desc="render", unit="frame") as bar:
 
             def progress(done: int, total: int) -> None:
@@ -117,9 +121,9 @@ def _check_output(path: Path) -> None:
 
 
 def _cast(args: argparse.Namespace) -> Cast:
-    from app.characters import ASSETS, CharacterLibrary, crop_portrait, find_faces
+    from app.characters import crop_portrait, find_faces
     from app.inputs import InputError, load_image
-    from app.store import default_data_dir
+    from app.store import Store
 
     if args.image is not None:
         if args.script is not None:
@@ -128,7 +132,7 @@ def _cast(args: argparse.Namespace) -> Cast:
         faces = find_faces(image)
         crop = crop_portrait(image, faces[0] if faces else None)  # none found: the centre
         return Cast(crop.image, list(crop.face_boxes), ["image"], [None])
-    library = CharacterLibrary(roots=(args.data_dir or default_data_dir(), ASSETS))
+    library = Store(args.data).library
     if args.character is not None:
         c = library.character(args.character)
         return Cast(c.picture(), [c.face_box], [c.id], [c.persona])
@@ -189,13 +193,3 @@ def parse_script(path: Path, cast: Cast) -> list[Turn]:
     if not turns:
         raise InputError(f"the script {path} has no turns")
     return turns
-
-
-def _load_engine(model: Path | None, device: str) -> AvatarEngine:
-    """The embedded model's engine, or an exported model's from `model`."""
-    from app.avatar import build_engine
-    from avatar_engine.embedded import EmbeddedModel
-
-    weights = EmbeddedModel() if model is None else EmbeddedModel(model)
-    weights.check()
-    return build_engine(weights.spec(), device=device, audio_weights=weights.audio)

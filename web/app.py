@@ -1,8 +1,5 @@
 """The one web app: the call page and its API, the static files, and the creator console.
-
-app = create_app(engine_factory=load_engine, library=CharacterLibrary())
-uvicorn.run(app, host="127.0.0.1", port=7860, loop="uvloop")
-"""
+`avatar serve` (app/serve.py) builds it and runs it with uvicorn."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def test_avatar_render_a_scene_from_a_script(micro_engine, tmp_path, capsys):
     script.write_text("# two turns\nada: Hello there.\n\nbo: reply.wav\n")
     out = tmp_path / "duo.mp4"
     args = parse("--scene", "duo", "--script", str(script), "-o", str(out))
-    args.data_dir = tmp_path / "no-library"  # the shipped defaults only
+    args.data = tmp_path / "no-library"  # the shipped defaults only
     assert cmd_render(args, engine=micro_engine) == 0
 
     g, fps = micro_engine.geometry, micro_engine.fps
@@ -111,7 +111,7 @@ def test_avatar_render_one_character(micro_engine, tmp_path, who):
     chosen = ["--character", "ada"] if who == "character" else ["--image", str(picture)]
     out = tmp_path / "one.mp4"
     args = parse(*chosen, "--audio", str(tmp_path / "line.wav"), "-o", str(out))
-    args.data_dir = tmp_path / "no-library"
+    args.data = tmp_path / "no-library"
     assert cmd_render(args, engine=micro_engine) == 0
     frames, video_s, sound_s = mp4_facts(out)
     assert frames == math.ceil(0.7 * micro_engine.fps)
@@ -157,7 +157,7 @@ def test_bad_input_exits_2_with_one_line_and_no_file(micro_engine, tmp_path, cap
     if case == "missing output directory":
         out = tmp_path / "nowhere" / "out.mp4"
     args = parse(*argv, "-o", str(out), "--model", str(tmp_path / "no-model"))
-    args.data_dir = tmp_path / "no-library"
+    args.data = tmp_path / "no-library"
     engine = None if case == "model missing" else micro_engine
     assert cmd_render(args, engine=engine) == 2
     err = capsys.readouterr().err.strip()

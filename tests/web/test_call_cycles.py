@@ -11,13 +11,11 @@ import threading
 import time
 
 import psutil
-import pytest
 from aiortc import RTCPeerConnection
 from livekit.agents import AgentSession
 
 from app.avatar import AvatarVideoGenerator
 from app.local_call import LocalCall
-from llm_bridge.cast import Cast
 from tests.web.conftest import call, calls_of, served, wait_until
 
 CYCLES = 30
@@ -28,19 +26,6 @@ WARM_UP = 3  # first calls load what every later call reuses (codecs, espeak, th
 RSS_GROWTH_MIB = 48
 RSS_SECOND_HALF_MIB = 20
 LIBC = ctypes.CDLL(None)
-SESSION_CLOSE_S = 0.1  # see fast_session_close
-
-
-@pytest.fixture
-def fast_session_close(monkeypatch):
-    """A closing AgentSession waits up to 2 s (livekit's default) for the user's last
-    transcript, which a hung-up call never needs; shortened so 30 cycles take seconds."""
-    options = Cast.session_options
-
-    def session_options(self: Cast) -> dict:
-        return {**options(self), "session_close_transcript_timeout": SESSION_CLOSE_S}
-
-    monkeypatch.setattr(Cast, "session_options", session_options)
 
 
 def resident_mib(process: psutil.Process) -> float:
@@ -57,7 +42,7 @@ def alive(kind: type) -> int:
     return sum(issubclass(type(o), kind) for o in gc.get_objects())
 
 
-def test_connect_disconnect_cycles_leave_nothing_behind(web_app, micro_engine, fast_session_close):
+def test_connect_disconnect_cycles_leave_nothing_behind(web_app, micro_engine):
     calls = calls_of(web_app)
     process = psutil.Process()
     measured: dict[str, float] = {}
