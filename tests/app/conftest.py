@@ -10,8 +10,7 @@ from avatar_engine.runtime.spec import EngineSpec
 from tests.conftest import MICRO_STREAM, micro_dit
 
 
-@pytest.fixture(scope="package")
-def micro_engine() -> AvatarEngine:
+def build_micro_engine() -> AvatarEngine:
     dit = micro_dit()
     preset = Preset(
         "micro",
@@ -20,6 +19,11 @@ def micro_engine() -> AvatarEngine:
         audio=AudioConfig(feature_dim=dit.audio_feature_dim),
         vae=VAEConfig.from_name("tiny"),
     )
-    engine = build_engine(EngineSpec(preset=preset, seed=3))
+    return build_engine(EngineSpec(preset=preset, seed=3))
+
+
+@pytest.fixture(scope="package")
+def micro_engine() -> AvatarEngine:
+    engine = build_micro_engine()
     yield engine
     engine.close()

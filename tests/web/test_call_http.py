@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app import conversation
 from app.conversation import CastRequest
 from app.local_call import LocalCalls
 from tests.web.conftest import LIBRARY, call, calls_of, make_offer, post_offer, served
@@ -123,7 +124,10 @@ def test_a_call_over_capacity_is_busy_and_the_running_call_plays_on(web_app, mic
     assert calls_of(web_app).open_calls == []
 
 
-def test_a_call_right_after_a_hang_up_waits_for_its_slot_instead_of_busy(web_app):
+def test_a_call_right_after_a_hang_up_waits_for_its_slot_instead_of_busy(web_app, monkeypatch):
+    # a slow close (livekit's default wait for the last transcript, 2 s) keeps the slot taken
+    monkeypatch.setattr(conversation, "CLOSE_TRANSCRIPT_S", 2.0)
+
     async def again(base_url: str) -> tuple[int, int]:
         first = await call(base_url, character="ada")
         await first.frames(2)
