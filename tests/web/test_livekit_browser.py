@@ -27,6 +27,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</t
 <link rel="icon" href="data:,"></head><body><video id="avatar" autoplay playsinline></video>
 <script src="/static/vendor/livekit-client.umd.js"></script>
 <!-- stand-in -->
+<script src="/static/microphone.js"></script>
 <script src="/static/livekit-call.js"></script>
 <script>
 window.states = []; window.errors = [];

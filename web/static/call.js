@@ -60,16 +60,7 @@
         audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
       });
     } catch (err) {
-      if (err.name === "NotAllowedError" || err.name === "SecurityError") {
-        throw new CallError(
-          "Microphone access was denied. Allow the microphone for this page (the icon in " +
-            "the address bar) and start the call again.",
-        );
-      }
-      if (err.name === "NotFoundError") {
-        throw new CallError("No microphone was found. Connect one and start the call again.");
-      }
-      throw new CallError(`The microphone could not be opened (${err.name}: ${err.message}).`);
+      throw new CallError(window.microphoneProblem(err));
     }
   }
 
