@@ -119,6 +119,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from avatar_engine.training.curves import plot_runs
+
+    plot_runs(args.runs, args.out, smooth=args.smooth)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train the embedded model's stages (resumable)")
     train.add_argument("stage", choices=("vae", "teacher", "student"))
@@ -164,3 +172,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--minutes", type=float, default=10.0, help="drift stream length")
     evaluation.add_argument("--threads", type=int, default=0)
     evaluation.set_defaults(func=cmd_eval)
+    curves = sub.add_parser("curves", help="plot training runs' losses into one PNG")
+    curves.add_argument("runs", type=Path, nargs="+", help="run directories (runs/STAGE)")
+    curves.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")
+    curves.add_argument("--smooth", type=int, default=25, help="moving average, in steps")
+    curves.set_defaults(func=cmd_curves)
