@@ -62,21 +62,27 @@ def build_console(
     return console
 
 
+def _picker(choices: list, new: str, label: str) -> tuple[gr.Dropdown, gr.Button]:
+    """The dropdown that opens an item (or a new one) and its delete button."""
+    with gr.Row():
+        picker = gr.Dropdown(choices, value=new, label=label, scale=3, **OPEN_CHOICES)
+        delete = gr.Button("Delete", variant="stop", scale=1)
+    return picker, delete
+
+
+def _name_and_id(f: dict[str, gr.components.Component]) -> None:
+    with gr.Row():
+        f["name"] = gr.Textbox(label="Name")
+        f["id"] = gr.Textbox(label="Id", info="for links and files; made from the name when empty")
+
+
 def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Dropdown, list]:
     """Returns the picker and the components opening a character fills (OPENED order)."""
     f: dict[str, gr.components.Component] = {}
-    with gr.Row():
-        picker = gr.Dropdown(
-            actions.choices(), value=characters.NEW, label="Character", scale=3, **OPEN_CHOICES
-        )
-        delete = gr.Button("Delete", variant="stop", scale=1)
+    picker, delete = _picker(actions.choices(), characters.NEW, "Character")
     with gr.Row():
         with gr.Column(scale=3):
-            with gr.Row():
-                f["name"] = gr.Textbox(label="Name")
-                f["id"] = gr.Textbox(
-                    label="Id", info="for links and files; made from the name when empty"
-                )
+            _name_and_id(f)
             f["instructions"] = gr.Textbox(label="Persona instructions (the LLM's prompt)", lines=4)
             f["greeting"] = gr.Textbox(label="Greeting")
             f["lines"] = gr.Textbox(
@@ -156,18 +162,10 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
 def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, list, gr.Dropdown]:
     """Returns the picker, the components opening a scene fills, and the members' dropdown."""
     f: dict[str, gr.components.Component] = {}
-    with gr.Row():
-        picker = gr.Dropdown(
-            actions.choices(), value=scenes.NEW, label="Scene", scale=3, **OPEN_CHOICES
-        )
-        delete = gr.Button("Delete", variant="stop", scale=1)
+    picker, delete = _picker(actions.choices(), scenes.NEW, "Scene")
     with gr.Row():
         with gr.Column(scale=3):
-            with gr.Row():
-                f["name"] = gr.Textbox(label="Name")
-                f["id"] = gr.Textbox(
-                    label="Id", info="for links and files; made from the name when empty"
-                )
+            _name_and_id(f)
             f["members"] = gr.Dropdown(
                 label="Characters (2-4, in speaking order)",
                 multiselect=True,
