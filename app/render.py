@@ -16,15 +16,19 @@ import torch
 
 from app.avatar.engine import AvatarEngine, FaceBox
 from app.media import write_mp4
-from avatar_engine.audio.resample import StreamingResampler
+from avatar_engine.audio.resample import resample
 from avatar_engine.audio.turns import Turn, plan_turns
 from avatar_engine.vae.stream import VideoChunk
 from llm_bridge.offline.tts import EspeakTTS
 from llm_bridge.persona import Persona
 
-__all__ = ["Rendered", "Turn", "render", "speak"]
+__all__ = ["EngineBusy", "Rendered", "Turn", "render", "speak"]
 
 LEAD_CHUNKS = 2  # submitted ahead of the one received: a disaggregated runtime overlaps them
+
+
+class EngineBusy(RuntimeError):
+    """The engine is streaming a call; a render would have to wait for its end."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,8 @@ def render(
     progress: Callable[[int, int], None] | None = None,
 ) -> Rendered:
     """Turns spoken one after another (each from the chunk after the previous one's last), by
-    the characters of one picture. Blocking; claims the engine for its duration.
+    the characters of one picture. Blocking; claims the engine for its duration (EngineBusy
+    when it is streaming).
 
     Args:
         picture: [H, W, 3] uint8 RGB, framed as engine.scene frames it (centre crop to the
@@ -78,7 +83,7 @@ def render(
     frames = np.empty((total, stream.height, stream.width, 3), dtype=np.uint8)
     chunks = geometry.chunk_of_frame(total - 1) + 1
     if not engine.stream_lock.acquire(blocking=False):
-        raise RuntimeError("the avatar engine is streaming for someone else; render later")
+        raise EngineBusy("the avatar engine is streaming for someone else; render later")
     try:
         engine.runtime.start_session(scene, seed=seed)
         try:
@@ -112,11 +117,7 @@ def _take(
 def _resampled(turn: Turn, rate: int) -> Turn:
     if turn.rate == rate:
         return turn
-    resampler = StreamingResampler(turn.rate, rate)
-    wave = torch.from_numpy(turn.audio).double()
-    pieces = [resampler.push(piece) for piece in wave.split(turn.rate)]  # bounded work tensors
-    wave = torch.cat([*pieces, resampler.flush()])
-    return Turn(turn.speaker, wave.float().numpy(), rate)
+    return Turn(turn.speaker, resample(turn.audio, turn.rate, rate), rate)
 
 
 def speak(persona: Persona, text: str) -> tuple[np.ndarray, int]:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import torch
 from PIL import Image
 
 from app.characters import (
@@ -45,7 +44,7 @@ from app.characters import (
     id_from_name,
 )
 from app.inputs import InputError
-from avatar_engine.audio.resample import StreamingResampler
+from avatar_engine.audio.resample import resample
 from llm_bridge.persona import Persona
 
 logger = logging.getLogger(__name__)
@@ -105,11 +104,7 @@ def prepare_voice(audio: np.ndarray, rate: int) -> np.ndarray:
             f"the voice sample is {seconds:.1f} s long; the limit is {VOICE_MAX_SECONDS:g} s "
             "(a few clear sentences are enough)"
         )
-    resampler = StreamingResampler(rate, VOICE_RATE)
-    wave = torch.from_numpy(audio.astype(np.float64))
-    pieces = [resampler.push(piece) for piece in wave.split(rate)]  # 1 s at a time: bounded
-    pieces.append(resampler.flush())  # memory for the filter's index tensors
-    return torch.cat(pieces).clamp(-1, 1).numpy().astype(np.float32)
+    return np.clip(resample(audio, rate, VOICE_RATE), -1, 1)
 
 
 class Store:

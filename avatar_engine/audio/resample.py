@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 ZERO_CROSSINGS = 16  # sinc lobes on each side at the cutoff: stopband well below PCM16's noise
 KAISER_BETA = 8.0
+BLOCK = 8192  # outputs computed at once: the gather is [BLOCK, taps], whatever the push's length
 
 
 def _filters(up: int, down: int) -> tuple[torch.Tensor, int]:
@@ -72,13 +74,24 @@ class StreamingResampler:
     def _produce(self, end: int) -> torch.Tensor:
         if end <= self.produced:
             return torch.zeros(0, dtype=torch.float64)
-        n = torch.arange(self.produced, end)
-        position = n * self.down  # [M] each output's input position, in units of 1/up
-        base, phase = position // self.up, position % self.up
-        index = base[:, None] + torch.arange(-self.half, self.half + 1) - self.buffer_start
-        out = (self.buffer[index] * self.taps[phase]).sum(dim=1)  # [M]
+        offsets = torch.arange(-self.half, self.half + 1) - self.buffer_start
+        blocks = []
+        for start in range(self.produced, end, BLOCK):
+            n = torch.arange(start, min(start + BLOCK, end))
+            position = n * self.down  # each output's input position, in units of 1/up
+            base, phase = position // self.up, position % self.up
+            index = base[:, None] + offsets
+            blocks.append((self.buffer[index] * self.taps[phase]).sum(dim=1))
+        out = torch.cat(blocks)  # [M]
         self.produced = end
         keep_from = self.produced * self.down // self.up - self.half  # oldest input still needed
         self.buffer = self.buffer[keep_from - self.buffer_start :]
         self.buffer_start = keep_from
         return out
+
+
+def resample(wave: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    """A whole signal at another rate: [N] float -> [ceil(N·out/in)] float32."""
+    resampler = StreamingResampler(in_rate, out_rate)
+    pushed = resampler.push(torch.from_numpy(np.asarray(wave, dtype=np.float64)))
+    return torch.cat([pushed, resampler.flush()]).float().numpy()

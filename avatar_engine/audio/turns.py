@@ -70,8 +70,8 @@ def plan_turns(encoder: SpeechEncoder, preset: Preset, turns: Sequence[Turn]) ->
         first = max(features, default=-1) + 1  # the chunk after the last one spoken in
         stream.reset(start_chunk=first)
         starts.append(first)
-        # A second at a time: the stream is split-invariant, and its resampler's work tensors
-        # grow with the push (a minute at 48 kHz would take gigabytes).
+        # A second at a time (the stream is split-invariant): a turn may be longer than the
+        # most one push takes.
         chunks = [
             c
             for i in range(0, len(turn.audio), turn.rate)

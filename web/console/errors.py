@@ -9,8 +9,8 @@ from typing import Any
 
 import gradio as gr
 
+from app.render import EngineBusy
 from app.store import ConflictError
-from web.console.preview import EngineBusy
 
 logger = logging.getLogger(__name__)
 

@@ -48,10 +48,6 @@ def say(persona: Persona, text: str, *, speaker: int = 0) -> Turn:
     return Turn(speaker, audio, rate)
 
 
-class EngineBusy(RuntimeError):
-    """The engine is streaming a call; a preview would have to wait for its end."""
-
-
 class PreviewRenderer:
     """Renders previews on the engine the factory gives (built on first use, then kept)."""
 
@@ -82,10 +78,7 @@ class PreviewRenderer:
         progress: Callable[[int, int], None] | None = None,
     ) -> Path:
         """An mp4 of the turns spoken one after another; its path (in a temp folder)."""
-        engine = self.engine()
-        if engine.stream_lock.locked():
-            raise EngineBusy("the avatar engine is busy with a call; render the preview after it")
-        rendered = render(engine, picture, face_boxes, turns, progress=progress)
+        rendered = render(self.engine(), picture, face_boxes, turns, progress=progress)
         self._prune()
         path = self._folder / f"preview-{uuid.uuid4().hex[:12]}.mp4"
         rendered.save(path)

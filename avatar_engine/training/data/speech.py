@@ -8,9 +8,8 @@ import subprocess
 
 import numpy as np
 import soundfile
-import torch
 
-from avatar_engine.audio.resample import StreamingResampler
+from avatar_engine.audio.resample import resample
 
 VOICES = (
     "en", "en-us", "en+f2", "en+f3", "en+f4", "en+m2", "en+m3", "en+m7", "en-gb-scotland",
@@ -47,12 +46,6 @@ def espeak(
     return wave, rate_hz
 
 
-def to_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    resampler = StreamingResampler(rate, target)
-    pushed = resampler.push(torch.from_numpy(wave.astype(np.float64)))
-    return torch.cat([pushed, resampler.flush()]).float().numpy()
-
-
 def random_utterance(
     rng: np.random.Generator, sample_rate: int, *, held_out: bool = False
 ) -> np.ndarray:
@@ -67,4 +60,4 @@ def random_utterance(
         text, voice=voice, rate=int(rng.integers(120, 260)), pitch=int(rng.integers(10, 95))
     )
     wave = wave * rng.uniform(0.3, 1.0) / (np.abs(wave).max() + 1e-6)
-    return to_rate(wave, rate, sample_rate)
+    return resample(wave, rate, sample_rate)
