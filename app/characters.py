@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avatar_engine.training.data.portraits import detect_faces, photo_portrait
+from avatar_engine.training.data.portraits import photo_portrait
 from llm_bridge.persona import Persona
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -155,17 +155,6 @@ class FaceCrop:
 
     image: np.ndarray  # [S, S, 3] uint8 RGB
     face_boxes: tuple[Box, ...]  # per face, fractions of `image`
-
-
-def find_faces(image: np.ndarray) -> list[Face]:
-    """Frontal faces, largest first, one detection per face: the cascade reports a face at
-    several nearby scales, so a detection centred inside a larger one is dropped."""
-    kept: list[Face] = []
-    for row, col, side in detect_faces(image):
-        cy, cx = row + side / 2, col + side / 2
-        if not any(r <= cy < r + s and c <= cx < c + s for r, c, s in kept):
-            kept.append((row, col, side))
-    return kept
 
 
 def crop_portrait(image: np.ndarray, face: Face | None, size: int = PORTRAIT_SIZE) -> FaceCrop:

@@ -121,15 +121,16 @@ def _check_output(path: Path) -> None:
 
 
 def _cast(args: argparse.Namespace) -> Cast:
-    from app.characters import crop_portrait, find_faces
+    from app.characters import crop_portrait
     from app.inputs import InputError, load_image
     from app.store import Store
+    from avatar_engine.training.data.portraits import detect_faces
 
     if args.image is not None:
         if args.script is not None:
             raise InputError("--script needs --scene or --character (a script names who speaks)")
         image = load_image(args.image)
-        faces = find_faces(image)
+        faces = detect_faces(image)
         crop = crop_portrait(image, faces[0] if faces else None)  # none found: the centre
         return Cast(crop.image, list(crop.face_boxes), ["image"], [None])
     library = Store(args.data).library

@@ -20,7 +20,7 @@ import soundfile
 from skimage import data
 
 import app.store
-from app.characters import crop_portrait, find_faces, group_picture, id_from_name
+from app.characters import crop_portrait, group_picture, id_from_name
 from app.inputs import InputError
 from app.store import (
     VOICE_RATE,
@@ -30,6 +30,7 @@ from app.store import (
     Store,
     prepare_voice,
 )
+from avatar_engine.training.data.portraits import detect_faces
 from llm_bridge.persona import Persona
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def library_snapshot(root: Path) -> dict[str, bytes]:
 
 def astronaut_draft(name: str = "Nova Two") -> CharacterDraft:
     image = data.astronaut()
-    crop = crop_portrait(image, find_faces(image)[0])
+    crop = crop_portrait(image, detect_faces(image)[0])
     return CharacterDraft(Persona(name=name, instructions="Be brief."), crop)
 
 
@@ -223,7 +224,7 @@ def test_concurrent_saves_all_land(store: Store):
 def test_group_photo_scene(store: Store):
     image = data.astronaut()
     pair = np.concatenate([image, image], axis=1)  # [512, 1024, 3]: two faces
-    faces = find_faces(pair)[:2]
+    faces = detect_faces(pair)[:2]
     photo = group_picture(pair, faces[::-1])  # the second face is the first character
     scene = store.save_scene(SceneDraft("Twins", ("bo", "astronaut"), photo))
     assert scene.group_photo and scene.picture.shape == (512, 512, 3)

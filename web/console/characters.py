@@ -12,10 +12,11 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app.characters import Face, check_id, crop_portrait, find_faces
+from app.characters import Face, check_id, crop_portrait
 from app.inputs import load_audio, load_image
 from app.render import Turn
 from app.store import VOICE_MAX_SECONDS, VOICE_RATE, CharacterDraft, Store, prepare_voice
+from avatar_engine.training.data.portraits import detect_faces
 from llm_bridge.offline.tts import check_voice
 from llm_bridge.persona import Persona
 from web.console.errors import user_errors
@@ -137,7 +138,7 @@ class CharacterActions:
         if picture is None:
             return None, gr.update(choices=face_choices(None), value=0), None
         image = load_image(Path(picture))
-        faces = find_faces(image)
+        faces = detect_faces(image)
         if not faces:
             gr.Warning("No face was found in the picture: its centre will be used.")
         h, w = image.shape[:2]
@@ -227,7 +228,7 @@ class CharacterActions:
             voice = _voice_sample(form.voice)
         if form.picture is not None:
             image = load_image(Path(form.picture))
-            portrait = crop_portrait(image, _pick(find_faces(image), form.face))
+            portrait = crop_portrait(image, _pick(detect_faces(image), form.face))
         elif stored is not None:
             portrait = stored.portrait
         else:

@@ -10,9 +10,10 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app.characters import Box, Face, find_faces, group_picture, side_by_side
+from app.characters import Box, Face, group_picture, side_by_side
 from app.inputs import load_image
 from app.store import SceneDraft, Store
+from avatar_engine.training.data.portraits import detect_faces
 from web.console.characters import call_link
 from web.console.errors import user_errors
 from web.console.preview import PreviewRenderer, draw_faces, say
@@ -175,7 +176,7 @@ class SceneActions:
         """The group photo and its faces: a new upload, else the stored scene's picture."""
         if form.photo is not None:
             image = load_image(Path(form.photo))
-            return image, find_faces(image)
+            return image, detect_faces(image)
         if form.id and form.id in self.store.scenes():
             scene = self.store.scene(form.id)
             if scene.group_photo:

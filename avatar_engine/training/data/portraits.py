@@ -204,7 +204,8 @@ def _face_detector():
 
 def detect_faces(image: np.ndarray, *, min_fraction: float = 0.08) -> list[tuple[int, int, int]]:
     """Frontal faces in an RGB uint8 image as (row, col, side), largest first (scikit-image's
-    LBP cascade)."""
+    LBP cascade), one detection per face: the cascade reports a face at several nearby scales,
+    so a detection centred inside a larger one is dropped."""
     from skimage.color import rgb2gray
 
     small = min(image.shape[:2])
@@ -215,8 +216,14 @@ def detect_faces(image: np.ndarray, *, min_fraction: float = 0.08) -> list[tuple
         min_size=(int(small * min_fraction),) * 2,
         max_size=(small, small),
     )
-    boxes = [(d["r"], d["c"], d["width"]) for d in found]
-    return sorted(boxes, key=lambda b: -b[2])
+    kept: list[tuple[int, int, int]] = []
+    for row, col, side in sorted(
+        ((d["r"], d["c"], d["width"]) for d in found), key=lambda b: -b[2]
+    ):
+        cy, cx = row + side / 2, col + side / 2
+        if not any(r <= cy < r + s and c <= cx < c + s for r, c, s in kept):
+            kept.append((row, col, side))
+    return kept
 
 
 @cache
