@@ -79,6 +79,14 @@ def wait_for_state(page: Page, states: list[str], timeout: float = TURN_S) -> No
     )
 
 
+def refusal(page: Page, url: str, *, timeout: float = 10) -> str:
+    """Open the call page at url, start the call, and return the error the page shows."""
+    page.goto(url)
+    page.get_by_role("button", name="Start call").click()
+    wait_for_state(page, ["error"], timeout=timeout)
+    return page.locator("#error").inner_text()
+
+
 def launch(p: Playwright, *args: str) -> Browser:
     """Debian's Chromium with a fake microphone device; fails (never skips) without it."""
     assert Path(CHROMIUM).is_file(), (
@@ -162,16 +170,8 @@ def test_the_page_says_why_a_call_cannot_start(web_app):
                 unknown = [page.locator(q).inner_text() for q in ("#status", "#error")]
                 start_disabled = page.get_by_role("button", name="Start call").is_disabled()
 
-                page.goto(f"{base_url}/call?character=ada")
-                page.get_by_role("button", name="Start call").click()
-                wait_for_state(page, ["error"], timeout=10)
-                busy = page.locator("#error").inner_text()
-
-                page = denied.new_page()
-                page.goto(f"{base_url}/call?character=ada")
-                page.get_by_role("button", name="Start call").click()
-                wait_for_state(page, ["error"], timeout=10)
-                mic = page.locator("#error").inner_text()
+                busy = refusal(page, f"{base_url}/call?character=ada")
+                mic = refusal(denied.new_page(), f"{base_url}/call?character=ada")
             finally:
                 allowed.close()
                 denied.close()
@@ -195,10 +195,7 @@ def test_with_livekit_the_page_calls_through_it_and_says_why_it_failed(micro_eng
             page = browser.new_page()
             loaded = []
             page.on("request", lambda r: loaded.append(r.url))
-            page.goto(f"{base_url}/call?character=ada")
-            page.get_by_role("button", name="Start call").click()
-            wait_for_state(page, ["error"], timeout=30)
-            error = page.locator("#error").inner_text()
+            error = refusal(page, f"{base_url}/call?character=ada", timeout=30)
         finally:
             browser.close()
     assert f"{base_url}/static/vendor/livekit-client.umd.js" in loaded
