@@ -75,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             teacher,
             run,
             dmd_weight=args.dmd_weight,
+            guidance=args.guidance,
             chunks=args.chunks,
             init=None if args.init is None else _speaker(args.init, "student"),
             **common,
@@ -143,6 +144,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae", help="VAE run")
     train.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
     train.add_argument("--dmd-weight", type=float, default=0.0, help="0: ODE regression only")
+    train.add_argument(
+        "--guidance", type=float, default=1.0, help="student: speech guidance of the teacher's ODE"
+    )
     train.add_argument("--threads", type=int, default=0)
     train.add_argument(
         "--init", type=Path, help="start from this run of the same stage (VAE, teacher or student)"

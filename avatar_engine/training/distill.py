@@ -16,12 +16,14 @@ from pathlib import Path
 import torch
 
 from avatar_engine.config import Preset
+from avatar_engine.model.audio import AudioConditioning
 from avatar_engine.sampling import interpolate
 from avatar_engine.training.batch import DiTInputs, dit_inputs
 from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
 from avatar_engine.training.teacher import (
     TEACHER_CHUNKS,
     Speaker,
+    face_weighted_mse,
     flow_matching_loss,
     latent_pool,
     velocity,
@@ -31,19 +33,46 @@ from avatar_engine.vae.model import WanVAE
 ODE_STEPS = 4  # Euler steps of the teacher's ODE (its grid contains the student's times)
 
 
+def silenced(inputs: DiTInputs) -> DiTInputs:
+    """The same clip with every character listening: no speech features, silence embeddings."""
+    audio = AudioConditioning(
+        features=torch.zeros_like(inputs.audio.features),
+        speaking=torch.zeros_like(inputs.audio.speaking),
+        face_masks=inputs.audio.face_masks,
+    )
+    return DiTInputs(inputs.x1, inputs.cond, audio, inputs.context)
+
+
 @torch.no_grad()
-def teacher_ode(teacher, inputs: DiTInputs, x0: torch.Tensor, times: tuple[float, ...]):
-    """Euler-integrate the teacher from noise; returns (x at each student time, endpoint)."""
+def teacher_ode(
+    teacher,
+    inputs: DiTInputs,
+    x0: torch.Tensor,
+    times: tuple[float, ...],
+    *,
+    guidance: float = 1.0,
+):
+    """Euler-integrate the teacher from noise; returns (x at each student time, endpoint).
+
+    guidance > 1 is classifier-free guidance on the speech: the velocity moves from the
+    all-listening one towards the speaking one by that factor, so the student learns the
+    speech-driven motion amplified, at no cost when it streams.
+    """
     grid = [i / ODE_STEPS for i in range(ODE_STEPS)]
     missing = [t for t in times if t not in grid]
     if missing:
         raise ValueError(f"student times {missing} are not on the {ODE_STEPS}-step ODE grid")
+    quiet = silenced(inputs) if guidance != 1.0 else None
     x, at = x0, {}
     for t in grid:
         if t in times:
             at[t] = x
         tt = torch.full((x.shape[0],), t)
-        x = x + (1 / ODE_STEPS) * velocity(teacher, inputs, x, tt, window="bidirectional")
+        v = velocity(teacher, inputs, x, tt, window="bidirectional")
+        if quiet is not None:
+            base = velocity(teacher, quiet, x, tt, window="bidirectional")
+            v = base + guidance * (v - base)
+        x = x + (1 / ODE_STEPS) * v
     return [at[t] for t in times], x
 
 
@@ -83,10 +112,11 @@ def train_student(
     pool_size: int = 200,
     chunks: int = TEACHER_CHUNKS,
     init: Speaker | None = None,
+    guidance: float = 1.0,
 ) -> Speaker:
     """Distil (or resume). dmd_weight 0 is pure ODE regression; init starts the student from
     an earlier student (e.g. a regression-distilled one, before adding DMD) instead of the
-    teacher."""
+    teacher; guidance is the speech guidance of the teacher's ODE (see teacher_ode)."""
     torch.manual_seed(seed)
     teacher = teacher.eval().requires_grad_(False)
     student = copy.deepcopy(init or teacher).train().requires_grad_(True)
@@ -109,7 +139,7 @@ def train_student(
         with torch.no_grad():
             inputs = dit_inputs(pool.sample(batch), teacher.encoder, geometry, preset)
         x0 = torch.randn_like(inputs.x1)
-        starts, endpoint = teacher_ode(teacher.dit, inputs, x0, times)
+        starts, endpoint = teacher_ode(teacher.dit, inputs, x0, times, guidance=guidance)
         self_mix = max_self_mix * min(1.0, i / max(1, steps // 2))
         regression = torch.zeros(())
         previous = None
@@ -118,7 +148,7 @@ def train_student(
             if previous is not None and torch.rand(()) < self_mix:
                 x = interpolate(previous.detach(), torch.randn_like(x), t)  # its own sample
             previous = student_data(student.dit, inputs, x, t)
-            regression = regression + (previous - endpoint).square().mean() / len(times)
+            regression = regression + face_weighted_mse(previous, endpoint, inputs) / len(times)
         losses = {"regression": regression}
         loss = regression
         if dmd_weight > 0:

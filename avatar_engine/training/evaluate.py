@@ -17,6 +17,7 @@ from avatar_engine.model.dit import WanDiT
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.clips import compose_pair
+from avatar_engine.training.data.motion import mouth_region
 from avatar_engine.training.data.portraits import (
     HELD_OUT_PHOTO,
     Portrait,
@@ -103,13 +104,6 @@ class Renderer:
         )
 
 
-def mouth_box(p: Portrait, size: int) -> tuple[slice, slice]:
-    mx, my, mw = p.mouth
-    x0, x1 = int((mx - 1.4 * mw) * size), int(np.ceil((mx + 1.4 * mw) * size))
-    y0, y1 = int((my - 0.7 * mw) * size), int(np.ceil((my + 1.8 * mw) * size))
-    return slice(max(0, y0), y1), slice(max(0, x0), x1)
-
-
 def mouth_motion(frames: torch.Tensor, box: tuple[slice, slice]) -> np.ndarray:
     """[T] mean absolute change of the mouth region from the previous frame (0 for frame 0)."""
     region = frames[:, box[0], box[1]].float()
@@ -163,7 +157,7 @@ def evaluate(
         chunks = int(np.ceil((len(wave) / g.sample_rate + 1.0) / chunk_s))
         r = renderer.render([p], p.image, [(0, wave)], chunks)
         videos[f"speaking_{i}_{p.source}"] = r
-        box = mouth_box(p, size)
+        box = mouth_region(p.mouth, size)
         psnr = float(identity_psnr(r.frames, p.image, [box]).mean())
         scores.setdefault(p.source, []).append((lipsync(r.frames, r.audio, box, spf), psnr))
         if i == 0:
@@ -178,7 +172,7 @@ def evaluate(
     chunks = int(np.ceil((len(speech) / g.sample_rate + 0.5) / chunk_s))
     pair = renderer.render(people, picture, [(0, speech)], chunks)
     videos["pair"] = pair
-    talk, listen = (mouth_motion(pair.frames, mouth_box(q, size)).mean() for q in people)
+    talk, listen = (mouth_motion(pair.frames, mouth_region(q.mouth, size)).mean() for q in people)
     report.pair_ratio = float(talk / max(listen, 1e-6))
     if drift_minutes > 0:
         report.drift = drift(renderer, held_out_portraits(size)[4], drift_minutes, rng, progress)
@@ -197,7 +191,7 @@ def drift(renderer: Renderer, p: Portrait, minutes: float, rng, progress: bool) 
         turns.append((0, np.concatenate([wave, pause])))
         total += (len(wave) + len(pause)) / g.sample_rate + stream.chunk_duration_s
     r = renderer.render([p], p.image, turns, chunks, progress=progress)
-    per_frame = identity_psnr(r.frames, p.image, [mouth_box(p, stream.height)])
+    per_frame = identity_psnr(r.frames, p.image, [mouth_region(p.mouth, stream.height)])
     minute = 60 * stream.fps
     first, last = float(per_frame[:minute].mean()), float(per_frame[-minute:].mean())
     return {"first_minute_psnr": first, "last_minute_psnr": last, "change_db": last - first}

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 from avatar_engine.training.data.portraits import Portrait
 
-JAW_DROP = 0.055  # fraction of the frame the jaw drops at full opening
+JAW_DROP = 0.08  # fraction of the frame the jaw drops at full opening
 MOUTH_COLOR = (0.22, 0.04, 0.07)
 SWAY_PX = 0.35  # amplitude of the head sway, pixels
-ENVELOPE_RANGE_DB = 30.0  # opening goes 0 -> 1 over this many dB below the utterance's peak
+ENVELOPE_RANGE_DB = 15.0  # opening goes 0 -> 1 over this many dB below the utterance's peak: a
+# narrow range closes the mouth between syllables, as speech does (30 dB held it half open)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,15 @@ def listening_track(frames: int, fps: int, rng: np.random.Generator) -> MotionTr
     """A listener: mouth closed, blinking and swaying."""
     blink, sway = _ambient(frames, fps, rng)
     return MotionTrack(np.zeros(frames), np.zeros(frames), blink, sway)
+
+
+def mouth_region(mouth: tuple[float, float, float], size: int) -> tuple[slice, slice]:
+    """(rows, columns) of a size x size frame that a mouth (centre x, y, half width) and its
+    jaw's drop cover: where the speech shows."""
+    mx, my, mw = mouth
+    x0, x1 = int((mx - 1.4 * mw) * size), int(np.ceil((mx + 1.4 * mw) * size))
+    y0, y1 = int((my - 0.7 * mw) * size), int(np.ceil((my + 1.8 * mw) * size))
+    return slice(max(0, y0), y1), slice(max(0, x0), x1)
 
 
 def _window(y, x, box, feather: float) -> torch.Tensor:
