@@ -16,8 +16,9 @@ from avatar_engine.config import Preset
 from avatar_engine.model.dit import WanDiT
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
-from avatar_engine.training.data.clips import compose_pair
+from avatar_engine.training.data.clips import compose_pair, make_clip
 from avatar_engine.training.data.motion import mouth_region
+from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.data.portraits import (
     HELD_OUT_PHOTO,
     Portrait,
@@ -47,6 +48,7 @@ class Report:
     silence_ratio: float = float("nan")
     pair_ratio: float = float("nan")
     drift: dict[str, float] = field(default_factory=dict)
+    lipsync_bounds: dict[str, float] = field(default_factory=dict)  # see lipsync_bounds()
 
 
 def held_out_portraits(size: int) -> list[Portrait]:
@@ -130,6 +132,26 @@ def lipsync(frames: torch.Tensor, audio: np.ndarray, box, spf: int) -> float:
     return float(np.corrcoef(smoothed(motion)[1:], smoothed(env)[1:])[0, 1])
 
 
+def lipsync_bounds(vae: WanVAE, preset: Preset, *, clips: int = 6) -> dict[str, float]:
+    """Lip-sync of held-out clips of the training data itself ("data") and after a round trip
+    through the VAE ("vae"): what the model could reach at most, and what the VAE leaves of it
+    (the DiT learns and renders through that VAE)."""
+    g, size = FrameGeometry.of_preset(preset), preset.stream.height
+    scores: dict[str, list[float]] = {"data": [], "vae": []}
+    for index in range(clips):
+        clip = make_clip(EVAL_SEED, index, geometry=g, size=size, latent_frames=21,
+                         held_out=True, kind="speaking")  # fmt: skip
+        video = (clip.video * 255).round().to(torch.uint8)
+        with torch.no_grad():
+            latents = vae.encode_video(pixels(video).transpose(0, 1)[None])
+            decoded = vae.decode(latents)[0][0].transpose(0, 1)  # [T, 3, H, W]
+        decoded = ((decoded + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        box, audio = mouth_region(clip.mouths[0], size), clip.audio.numpy()
+        for name, frames in (("data", video), ("vae", decoded)):
+            scores[name].append(lipsync(frames, audio, box, g.samples_per_frame))
+    return {name: float(np.mean(v)) for name, v in scores.items()}
+
+
 def identity_psnr(frames: torch.Tensor, reference: torch.Tensor, boxes) -> np.ndarray:
     """[T] PSNR (dB) of each frame against the reference picture outside the mouth regions."""
     keep = torch.ones(frames.shape[1:3], dtype=torch.bool)
@@ -174,6 +196,7 @@ def evaluate(
     videos["pair"] = pair
     talk, listen = (mouth_motion(pair.frames, mouth_region(q.mouth, size)).mean() for q in people)
     report.pair_ratio = float(talk / max(listen, 1e-6))
+    report.lipsync_bounds = lipsync_bounds(renderer.vae, preset)
     if drift_minutes > 0:
         report.drift = drift(renderer, held_out_portraits(size)[4], drift_minutes, rng, progress)
     return report, videos

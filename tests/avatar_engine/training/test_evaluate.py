@@ -27,6 +27,8 @@ def test_every_figure_comes_out_of_a_random_model():
     figures = [*report.lipsync.values(), *report.identity_psnr.values(), report.pair_ratio]
     assert all(math.isfinite(v) for v in figures) and report.silence_ratio >= 0
     assert set(report.drift) == {"first_minute_psnr", "last_minute_psnr", "change_db"}
+    assert report.lipsync_bounds["data"] > 0.6  # the target is reachable on the data itself
+    assert math.isfinite(report.lipsync_bounds["vae"])
     talk = videos["speaking_0_drawn"]
     assert talk.frames.dtype == torch.uint8 and talk.frames.shape[1:] == (64, 64, 3)
     assert len(talk.audio) == len(talk.frames) * 640 and talk.speaking.shape == (
