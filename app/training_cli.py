@@ -53,6 +53,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             init_from=args.init,
             decoder_only=args.decoder_only,
             window_frames=args.window,
+            crop=args.crop,
+            mouth_crops=args.mouth_crops,
             long_window=args.long_window,
             **common,
         )
@@ -153,6 +155,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--window", type=int, default=5, help="vae: frames per training window (1 + 4n)"
+    )
+    train.add_argument("--crop", type=int, default=64, help="vae: crop side, pixels")
+    train.add_argument(
+        "--mouth-crops", type=float, default=0.5, help="vae: share of crops centred on a mouth"
     )
     train.add_argument(
         "--long-window",
