@@ -19,10 +19,10 @@ from avatar_engine.vae.weights import random_vae
 LATENT_PENALTY = 1e-4  # keeps the latents' scale bounded without a KL term
 CHROMA_WEIGHT = 4.0  # extra weight on colour errors: without it the VAE learns brightness first
 # and carries colour poorly for thousands of steps
-MOTION_WEIGHT = 4.0  # weight on the error of frame-to-frame changes: without it the VAE keeps
-# the picture and drops the mouth's few pixels of motion, the very signal the DiT must learn
-MOUTH_WEIGHT = 10.0  # extra weight on the pixels around each mouth: a tiny VAE trained on the
-# plain mean blurs the opening mouth away, keeping the face around it
+MOTION_WEIGHT = 4.0  # weight on the error of frame-to-frame changes, and
+MOUTH_WEIGHT = 10.0  # extra weight on the pixels around each mouth: on the plain mean the VAE
+# keeps the picture and drops the mouth's motion, the very signal the DiT must learn; these two
+# win part of it back (docs/TRAINING.md, "What the mouth runs taught")
 
 
 def vae_loss(
