@@ -29,6 +29,7 @@ from avatar_engine.training.data.portraits import (
 )
 from avatar_engine.training.data.speech import random_utterance
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.video import to_uint8_frames
 
 EVAL_SEED = 10_000  # never a training seed
 LIPSYNC_SMOOTHING = 5  # video frames (200 ms at 25 fps)
@@ -144,8 +145,7 @@ def lipsync_bounds(vae: WanVAE, preset: Preset, *, clips: int = 6) -> dict[str, 
         video = (clip.video * 255).round().to(torch.uint8)
         with torch.no_grad():
             latents = vae.encode_video(pixels(video).transpose(0, 1)[None])
-            decoded = vae.decode(latents)[0][0].transpose(0, 1)  # [T, 3, H, W]
-        decoded = ((decoded + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+            decoded = to_uint8_frames(vae.decode(latents)[0])[0]  # [T, H, W, 3]
         box, audio = mouth_region(clip.mouths[0], size), clip.audio.numpy()
         for name, frames in (("data", video), ("vae", decoded)):
             scores[name].append(lipsync(frames, audio, box, g.samples_per_frame))

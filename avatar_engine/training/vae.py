@@ -25,16 +25,11 @@ MOUTH_WEIGHT = 10.0  # extra weight on the pixels around each mouth: on the plai
 # win part of it back (docs/TRAINING.md, "What the mouth runs taught")
 
 
-def vae_loss(
-    vae: WanVAE, video: torch.Tensor, weights: torch.Tensor | None = None
-) -> dict[str, torch.Tensor]:
-    """Args: video [B, 3, T, H, W] in [-1, 1], T = 1 + 4n; weights [B, 1, 1, H, W] per pixel
-    (None: uniform)."""
+def vae_loss(vae: WanVAE, video: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Args: video [B, 3, T, H, W] in [-1, 1], T = 1 + 4n; weights [B, 1, 1, H, W] per pixel."""
     z = vae.encode_video(video)
     recon, _ = vae.decode(z, clamp=False)
     error = recon - video  # [B, 3, T, H, W]
-    if weights is None:
-        weights = torch.ones_like(video[:, :1, :1])
 
     def mean(x: torch.Tensor) -> torch.Tensor:
         return (x * weights).mean() / weights.mean()
