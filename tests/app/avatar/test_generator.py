@@ -134,7 +134,11 @@ def test_the_event_loop_never_waits_on_the_engine(engine):
     chunks = count / engine.preset.stream.video_frames_per_chunk
     assert elapsed / chunks > 0.005  # the engine really worked (tens of ms a chunk)
     assert len(lags) > 50
-    assert max(lags) < 0.020, f"loop lag {max(lags) * 1000:.1f} ms"
+    # An engine run on the loop would make it late by a whole chunk (~80 ms here) once a
+    # chunk, 25 times. Lags here are 2-4 ms at most; a single 26 ms one was seen once in
+    # CI, when the shared host stalled, so two late wake-ups are allowed.
+    late_ms = [round(lag * 1000, 1) for lag in lags if lag >= 0.020]
+    assert len(late_ms) <= 2, f"the loop woke late {len(late_ms)} times: {late_ms} ms"
 
 
 def test_livekit_iteration_pairs_audio_with_video_and_re_yields_segment_ends(engine):
