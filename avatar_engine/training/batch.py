@@ -1,10 +1,11 @@
-"""Clips as DiT inputs: latents, reference channels, routed speech and face masks."""
+"""Clips as DiT inputs: latents, reference channels, routed speech, face and mouth masks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from avatar_engine.audio.encoder import SpeechEncoder
 from avatar_engine.audio.geometry import FrameGeometry
@@ -12,6 +13,7 @@ from avatar_engine.config import Preset
 from avatar_engine.model.audio import AudioConditioning
 from avatar_engine.scene import face_mask_from_box
 from avatar_engine.training.data.clips import Clip
+from avatar_engine.training.data.motion import mouth_mask
 from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.features import clip_windows
 from avatar_engine.vae.model import WanVAE
@@ -30,6 +32,7 @@ class LatentClip:
     speaker: int | None
     speaking: torch.Tensor  # [K, F] bool
     face_masks: torch.Tensor  # [K, gh, gw]
+    mouths: torch.Tensor  # [h, w] 1 on the latent cells that show a mouth
     kind: str
 
 
@@ -44,7 +47,13 @@ def encode_clip(vae: WanVAE, clip: Clip, preset: Preset) -> LatentClip:
     masks[:k] = torch.stack([face_mask_from_box(preset.stream, b) for b in clip.face_boxes])
     speaking = torch.zeros(TRAIN_CHARACTERS, latents.shape[1], dtype=torch.bool)
     speaking[:k] = clip.speaking_latents
-    return LatentClip(latents, reference[0], clip.audio, clip.speaker, speaking, masks, clip.kind)
+    size = video.shape[1]
+    mouths = F.adaptive_max_pool2d(
+        mouth_mask(clip.mouths, size, (0, 0), video.shape[1:3])[None], latents.shape[-2:]
+    )[0]
+    return LatentClip(
+        latents, reference[0], clip.audio, clip.speaker, speaking, masks, mouths, clip.kind
+    )
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class DiTInputs:
     cond: torch.Tensor  # [B, stride + z, F, h, w] mask + reference channels
     audio: AudioConditioning
     context: torch.Tensor  # [B, Lt, text_dim] zeros (the embedded model has no text)
+    mouths: torch.Tensor  # [B, h, w] 1 on the latent cells that show a mouth
 
 
 def reference_cond(reference: torch.Tensor, frames: int, stride: int, every_frame: bool):
@@ -90,4 +100,5 @@ def dit_inputs(
         speaking=torch.stack([c.speaking for c in clips]),
         face_masks=torch.stack([c.face_masks for c in clips]),
     )
-    return DiTInputs(x1, cond, audio, torch.zeros(len(clips), cfg.text_len, cfg.text_dim))
+    context = torch.zeros(len(clips), cfg.text_len, cfg.text_dim)
+    return DiTInputs(x1, cond, audio, context, torch.stack([c.mouths for c in clips]))

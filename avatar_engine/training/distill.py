@@ -11,6 +11,7 @@ Two losses, mixed:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -23,9 +24,9 @@ from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
 from avatar_engine.training.teacher import (
     TEACHER_CHUNKS,
     Speaker,
-    face_weighted_mse,
     flow_matching_loss,
     latent_pool,
+    speech_weighted_mse,
     velocity,
 )
 from avatar_engine.vae.model import WanVAE
@@ -40,7 +41,7 @@ def silenced(inputs: DiTInputs) -> DiTInputs:
         speaking=torch.zeros_like(inputs.audio.speaking),
         face_masks=inputs.audio.face_masks,
     )
-    return DiTInputs(inputs.x1, inputs.cond, audio, inputs.context)
+    return dataclasses.replace(inputs, audio=audio)
 
 
 @torch.no_grad()
@@ -148,7 +149,7 @@ def train_student(
             if previous is not None and torch.rand(()) < self_mix:
                 x = interpolate(previous.detach(), torch.randn_like(x), t)  # its own sample
             previous = student_data(student.dit, inputs, x, t)
-            regression = regression + face_weighted_mse(previous, endpoint, inputs) / len(times)
+            regression = regression + speech_weighted_mse(previous, endpoint, inputs) / len(times)
         losses = {"regression": regression}
         loss = regression
         if dmd_weight > 0:
@@ -159,7 +160,7 @@ def train_student(
         torch.nn.utils.clip_grad_norm_(student.dit.parameters(), 1.0)
         opt.step()
         if dmd_weight > 0:  # the fake score follows the student's current samples
-            fake_inputs = DiTInputs(previous.detach(), inputs.cond, inputs.audio, inputs.context)
+            fake_inputs = dataclasses.replace(inputs, x1=previous.detach())
             fake_loss = flow_matching_loss(fake, fake_inputs, window="bidirectional")
             fake_opt.zero_grad(set_to_none=True)
             fake_loss.backward()

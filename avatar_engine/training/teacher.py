@@ -26,8 +26,11 @@ from avatar_engine.vae.model import WanVAE
 from avatar_engine.weights import random_dit
 
 TEACHER_CHUNKS = 7
-FACE_WEIGHT = 3.0  # extra loss weight on the faces' latent cells: the speech shows in a few
-# cells of the mouth, and a plain mean spends the model on the background
+# Extra loss weights on the faces' and the mouths' latent cells: the speech shows in a few
+# cells of the mouth, and a plain mean spends the model on the background. With the face
+# weight alone, the teacher's samples held the mouth still through speech (docs/TRAINING.md).
+FACE_WEIGHT = 3.0
+MOUTH_WEIGHT = 10.0
 
 
 class Speaker(nn.Module):
@@ -53,12 +56,15 @@ def velocity(
     return velocity_from_output(out)
 
 
-def face_weighted_mse(pred: torch.Tensor, target: torch.Tensor, inputs: DiTInputs) -> torch.Tensor:
-    """Mean squared error over [B, z, F, h, w] latents, the faces' cells weighted
-    1 + FACE_WEIGHT and the rest 1."""
+def speech_weighted_mse(
+    pred: torch.Tensor, target: torch.Tensor, inputs: DiTInputs
+) -> torch.Tensor:
+    """Mean squared error over [B, z, F, h, w] latents: a face's cells weigh 1 + FACE_WEIGHT,
+    a mouth's MOUTH_WEIGHT more, the rest 1."""
     faces = inputs.audio.face_masks.amax(dim=1)[:, None]  # [B, 1, gh, gw]
-    faces = F.interpolate(faces, size=pred.shape[-2:], mode="nearest")[:, :, None]
-    weights = 1 + FACE_WEIGHT * faces  # [B, 1, 1, h, w]
+    faces = F.interpolate(faces, size=pred.shape[-2:], mode="nearest")[:, 0]
+    weights = 1 + FACE_WEIGHT * faces + MOUTH_WEIGHT * inputs.mouths
+    weights = weights[:, None, None]  # [B, 1, 1, h, w]
     return ((pred - target).square() * weights).mean() / weights.mean()
 
 
@@ -68,7 +74,7 @@ def flow_matching_loss(dit: WanDiT, inputs: DiTInputs, *, window: str) -> torch.
     t = torch.sigmoid(torch.randn(x1.shape[0]))  # logit-normal flow times
     xt = interpolate(x1, x0, t.view(-1, 1, 1, 1, 1))
     pred = velocity(dit, inputs, xt, t, window=window)
-    return face_weighted_mse(pred, target_velocity(x1, x0), inputs)
+    return speech_weighted_mse(pred, target_velocity(x1, x0), inputs)
 
 
 def latent_pool(

@@ -10,7 +10,7 @@ import torch
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.training.data.clips import make_clip
-from avatar_engine.training.data.motion import mouth_region
+from avatar_engine.training.data.motion import mouth_mask
 from avatar_engine.training.data.pool import ClipPool, pixels
 from avatar_engine.training.loop import TrainLoop, cosine_lr, load_trained, set_lr
 from avatar_engine.vae.model import WanVAE
@@ -46,18 +46,6 @@ def vae_loss(vae: WanVAE, video: torch.Tensor, weights: torch.Tensor) -> dict[st
 def _aligned(start: float, most: int) -> int:
     """A crop's first row or column: on the 8-pixel latent grid and inside the frame."""
     return int(min(max(start, 0), most)) // 8 * 8
-
-
-def _mouth_mask(mouths, frame: int, origin: tuple[int, int], shape) -> torch.Tensor:
-    """[h, w] 1 where a crop at origin (top, left) of a frame x frame picture covers a mouth."""
-    mask = torch.zeros(shape)
-    for mouth in mouths:
-        rows, cols = mouth_region(mouth, frame)
-        mask[
-            max(rows.start - origin[0], 0) : max(rows.stop - origin[0], 0),
-            max(cols.start - origin[1], 0) : max(cols.stop - origin[1], 0),
-        ] = 1
-    return mask
 
 
 def train_vae(
@@ -136,7 +124,7 @@ def train_vae(
                 )
             window = clip.video[start : start + length, top : top + size, left : left + size]
             windows.append(pixels(window))  # [T, 3, size, size]
-            masks.append(_mouth_mask(clip.mouths, height, (top, left), window.shape[1:3]))
+            masks.append(mouth_mask(clip.mouths, height, (top, left), window.shape[1:3]))
         video = torch.stack(windows).transpose(1, 2)  # [B, 3, T, H, W]
         weights = 1 + MOUTH_WEIGHT * torch.stack(masks)[:, None, None]
         losses = vae_loss(vae, video, weights)

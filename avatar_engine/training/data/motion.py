@@ -90,6 +90,18 @@ def mouth_region(mouth: tuple[float, float, float], size: int) -> tuple[slice, s
     return slice(max(0, y0), y1), slice(max(0, x0), x1)
 
 
+def mouth_mask(mouths, frame: int, origin: tuple[int, int], shape) -> torch.Tensor:
+    """[h, w] 1 where a crop at origin (top, left) of a frame x frame picture covers a mouth."""
+    mask = torch.zeros(shape)
+    for mouth in mouths:
+        rows, cols = mouth_region(mouth, frame)
+        mask[
+            max(rows.start - origin[0], 0) : max(rows.stop - origin[0], 0),
+            max(cols.start - origin[1], 0) : max(cols.stop - origin[1], 0),
+        ] = 1
+    return mask
+
+
 def _window(y, x, box, feather: float) -> torch.Tensor:
     x0, y0, x1, y1 = box
     wx = ((x - x0) / feather).clamp(0, 1) * ((x1 - x) / feather).clamp(0, 1)

@@ -1,4 +1,4 @@
-"""The DiT stages' losses: faces weighted, and the teacher's ODE guided by the speech."""
+"""The DiT stages' losses: faces and mouths weighted, and the teacher's ODE guided by the speech."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import dataclasses
 import pytest
 import torch
 
-from avatar_engine.training.batch import dit_inputs
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.training.batch import dit_inputs, encode_clip
+from avatar_engine.training.data.clips import make_clip
+from avatar_engine.training.data.motion import mouth_region
 from avatar_engine.training.distill import silenced, teacher_ode
 from avatar_engine.training.teacher import (
     FACE_WEIGHT,
-    face_weighted_mse,
+    MOUTH_WEIGHT,
     latent_pool,
     new_speaker,
+    speech_weighted_mse,
 )
 from avatar_engine.vae.weights import random_vae
 from tests.avatar_engine.training.conftest import MICRO_TRAIN
@@ -33,17 +37,40 @@ def setup():
     return speaker, inputs
 
 
-def test_face_cells_weigh_one_plus_face_weight_and_a_uniform_error_stays_itself(setup):
+def test_face_and_mouth_cells_weigh_more_and_a_uniform_error_stays_itself(setup):
     _, inputs = setup
     x = inputs.x1
     faces = inputs.audio.face_masks.amax(dim=1)[:, None]  # [B, 1, gh, gw]
-    cells = torch.nn.functional.interpolate(faces, size=x.shape[-2:], mode="nearest")[:, :, None]
-    assert 0 < cells.mean() < 1  # the clip has a face and a background
-    assert face_weighted_mse(x + 1, x, inputs) == pytest.approx(1.0)
-    inside = face_weighted_mse(x + cells, x, inputs)
-    outside = face_weighted_mse(x + (1 - cells), x, inputs)
-    share = float(cells.mean())
-    assert float(inside / outside) == pytest.approx((1 + FACE_WEIGHT) * share / (1 - share))
+    faces = torch.nn.functional.interpolate(faces, size=x.shape[-2:], mode="nearest")[:, :, None]
+    mouths = inputs.mouths[:, None, None]  # [B, 1, 1, h, w]
+    assert 0 < mouths.mean() < faces.mean() < 1  # a mouth, a face, a background
+    assert speech_weighted_mse(x + 1, x, inputs) == pytest.approx(1.0)
+    classes = {  # disjoint cells (face?, mouth?): their weight
+        (face, mouth): (1 + FACE_WEIGHT * face + MOUTH_WEIGHT * mouth)
+        for face in (0, 1)
+        for mouth in (0, 1)
+    }
+    cells = {key: (faces == key[0]) & (mouths == key[1]) for key in classes}
+    total = sum(classes[key] * float(cells[key].float().mean()) for key in classes)
+    for key, weight in classes.items():  # a unit error on one class of cells alone
+        expected = weight * float(cells[key].float().mean()) / total
+        error = speech_weighted_mse(x + cells[key].float(), x, inputs)
+        assert float(error) == pytest.approx(expected)
+
+
+def test_the_mouth_cells_cover_the_mouth_region():
+    """The latent cells marked as mouth are those the mouth's pixels (and jaw drop) fall in."""
+    clip = make_clip(3, 0, geometry=FrameGeometry.of_preset(MICRO_TRAIN),
+                     size=MICRO_TRAIN.stream.height, latent_frames=3)  # fmt: skip
+    vae = random_vae(MICRO_TRAIN.vae, device="cpu", dtype=torch.float32, seed=0)
+    cells = encode_clip(vae, clip, MICRO_TRAIN).mouths
+    scale = MICRO_TRAIN.stream.height // cells.shape[0]
+    rows, cols = mouth_region(clip.mouths[0], MICRO_TRAIN.stream.height)
+    expected = torch.zeros_like(cells)
+    expected[
+        rows.start // scale : -(-rows.stop // scale), cols.start // scale : -(-cols.stop // scale)
+    ] = 1
+    assert torch.equal(cells, expected)
 
 
 def test_guidance_one_is_the_plain_ode_and_zero_the_all_listening_one(setup):
