@@ -1,4 +1,5 @@
-"""`avatar train ...` and `avatar eval`: the embedded model's training stages and evaluation."""
+"""`avatar train ...`, `avatar eval` and `avatar eval-teacher`: the embedded model's training
+stages and evaluation."""
 
 from __future__ import annotations
 
@@ -122,6 +123,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_teacher(args: argparse.Namespace) -> int:
+    import torch
+
+    from avatar_engine.training.teacher_check import teacher_speech
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    teacher, vae = _speaker(args.teacher, "teacher").eval(), _vae(args.vae).eval()
+    figures = teacher_speech(teacher, vae, _preset(), args.guidance, clips=args.clips)
+    print(json.dumps({f"guidance {g:g}": f for g, f in figures.items()}, indent=2))
+    return 0
+
+
 def cmd_curves(args: argparse.Namespace) -> int:
     from avatar_engine.training.curves import plot_runs
 
@@ -182,6 +196,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--minutes", type=float, default=10.0, help="drift stream length")
     evaluation.add_argument("--threads", type=int, default=0)
     evaluation.set_defaults(func=cmd_eval)
+    check = sub.add_parser(
+        "eval-teacher", help="lip-sync and silence figures of a teacher's ODE, per speech guidance"
+    )
+    check.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
+    check.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae")
+    check.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
+    check.add_argument("--clips", type=int, default=4, help="held-out clips")
+    check.add_argument("--threads", type=int, default=0)
+    check.set_defaults(func=cmd_eval_teacher)
     curves = sub.add_parser("curves", help="plot training runs' losses into one PNG")
     curves.add_argument("runs", type=Path, nargs="+", help="run directories (runs/STAGE)")
     curves.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")

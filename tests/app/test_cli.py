@@ -132,3 +132,31 @@ def test_train_teacher_starts_from_init(monkeypatch, tmp_path):
     argv = ["train", "teacher", "--run", str(tmp_path), "--steps", "3", "--init", "runs/old"]
     assert main(argv) == 0
     assert seen["init"] == "teacher from runs/old" and seen["steps"] == 3
+
+
+def test_eval_teacher_prints_the_figures_per_guidance(monkeypatch, capsys):
+    import app.training_cli as cli
+    import avatar_engine.training.teacher_check as check
+
+    class Model:
+        def __init__(self, name):
+            self.name = name
+
+        def eval(self):
+            return self.name
+
+    seen = {}
+    monkeypatch.setattr(cli, "_vae", lambda run: Model(f"vae from {run}"))
+    monkeypatch.setattr(cli, "_speaker", lambda run, name: Model(f"{name} from {run}"))
+
+    def figures(teacher, vae, preset, guidances, *, clips):
+        seen.update(teacher=teacher, vae=vae, clips=clips)
+        return {g: {"lipsync": 0.5, "silence_ratio": 0.1 * g} for g in guidances}
+
+    monkeypatch.setattr(check, "teacher_speech", figures)
+    argv = ["eval-teacher", "--teacher", "runs/t", "--vae", "runs/v", "--guidance", "1", "2.5"]
+    assert main([*argv, "--clips", "2"]) == 0
+    assert seen == {"teacher": "teacher from runs/t", "vae": "vae from runs/v", "clips": 2}
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["guidance 2.5"] == {"lipsync": 0.5, "silence_ratio": 0.25}
+    assert list(printed) == ["guidance 1", "guidance 2.5"]

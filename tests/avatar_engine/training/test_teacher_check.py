@@ -1,0 +1,27 @@
+"""teacher_speech: the lip-sync and silence figures of a teacher's ODE, per speech guidance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from avatar_engine.training.teacher import new_speaker
+from avatar_engine.training.teacher_check import teacher_speech
+from avatar_engine.vae.weights import random_vae
+from tests.avatar_engine.training.conftest import MICRO_TRAIN
+
+
+def test_guidance_zero_samples_the_listening_teacher_and_others_differ():
+    torch.manual_seed(0)
+    vae = random_vae(MICRO_TRAIN.vae, device="cpu", dtype=torch.float32, seed=0).eval()
+    teacher = new_speaker(MICRO_TRAIN, seed=0).eval()
+    figures = teacher_speech(teacher, vae, MICRO_TRAIN, [0.0, 1.0, 3.0], clips=1)
+    assert sorted(figures) == [0.0, 1.0, 3.0]
+    # guidance 0 is the all-listening velocity itself: the same frames as the silent sample
+    assert figures[0.0]["silence_ratio"] == pytest.approx(1.0)
+    assert figures[1.0]["silence_ratio"] != pytest.approx(figures[3.0]["silence_ratio"])
+    for f in figures.values():
+        assert math.isfinite(f["silence_ratio"]) and f["silence_ratio"] > 0
+        assert -1 <= f["lipsync"] <= 1
