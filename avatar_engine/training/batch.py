@@ -47,10 +47,8 @@ def encode_clip(vae: WanVAE, clip: Clip, preset: Preset) -> LatentClip:
     masks[:k] = torch.stack([face_mask_from_box(preset.stream, b) for b in clip.face_boxes])
     speaking = torch.zeros(TRAIN_CHARACTERS, latents.shape[1], dtype=torch.bool)
     speaking[:k] = clip.speaking_latents
-    size = video.shape[1]
-    mouths = F.adaptive_max_pool2d(
-        mouth_mask(clip.mouths, size, (0, 0), video.shape[1:3])[None], latents.shape[-2:]
-    )[0]
+    pixels_mask = mouth_mask(clip.mouths, video.shape[1], (0, 0), video.shape[1:3])
+    mouths = F.adaptive_max_pool2d(pixels_mask[None], latents.shape[-2:])[0]  # [h, w]
     return LatentClip(
         latents, reference[0], clip.audio, clip.speaker, speaking, masks, mouths, clip.kind
     )
