@@ -14,6 +14,7 @@ from avatar_engine.config import Preset
 from avatar_engine.costs import chunk_flops
 from avatar_engine.scene import SceneConditioning, face_mask_from_box
 from avatar_engine.session import StreamSession
+from avatar_engine.vae.detail import ReferenceDetail
 from avatar_engine.weights import random_dit
 
 WINDOW = 11  # chunks per timing window (median taken), centred on the chunk named
@@ -89,6 +90,12 @@ def bench_inputs(preset: Preset, seed: int = 0) -> tuple[SceneConditioning, torc
         image_tokens=None
         if cfg.image_dim is None
         else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
+        detail=ReferenceDetail(
+            decoded=torch.rand(1, stream.height, stream.width, 3, generator=gen) * 255,
+            residual=torch.randn(1, stream.height, stream.width, 3, generator=gen) * 10,
+        )
+        if stream.restore_detail
+        else None,
     )
     shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
     return scene, torch.randn(shape, generator=gen)

@@ -210,6 +210,9 @@ class StreamConfig:
     denoise_times: tuple[float, ...] = (0.0, 0.5)
     vae_stride: tuple[int, int, int] = WAN_VAE_STRIDE
     patch_size: tuple[int, int, int] = WAN_PATCH
+    # Add back to each decoded frame the reference picture's detail that the VAE loses, where
+    # the frame still shows the picture (avatar_engine/vae/detail.py): for VAEs that blur.
+    restore_detail: bool = False
     # derived
     latent_h: int = field(init=False)
     latent_w: int = field(init=False)
@@ -331,7 +334,7 @@ PRESETS: dict[str, Preset] = {
                 audio_heads=4,
                 reference_every_frame=True,
             ),
-            stream=StreamConfig(height=128, width=128),
+            stream=StreamConfig(height=128, width=128, restore_detail=True),
             audio=AudioConfig(encoder="mel", feature_dim=64),
             vae=VAE_PRESETS["tiny"],
         ),

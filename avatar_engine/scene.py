@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import torch
 
 from avatar_engine.config import DiTConfig, StreamConfig
+from avatar_engine.vae.detail import ReferenceDetail
 from avatar_engine.vae.model import WanVAE
 
 
@@ -19,6 +21,7 @@ class SceneConditioning:
     context: torch.Tensor  # [B, Lt, text_dim] text encoder tokens
     image_tokens: torch.Tensor | None = None  # [B, Li, image_dim] CLIP tokens (I2V-14B)
     blank_latent: torch.Tensor | None = None  # [B, z, h, w] latent of a blank frame; 0 if None
+    detail: ReferenceDetail | None = None  # what the decoder adds back (stream.restore_detail)
 
     @property
     def batch(self) -> int:
@@ -38,10 +41,12 @@ class SceneConditioning:
         }
         if self.blank_latent is not None:
             expected["blank_latent"] = expected["reference_latent"]
+        if self.detail is not None:
+            expected["detail.decoded"] = (b, stream.height, stream.width, 3)
         if self.image_tokens is not None:
             expected["image_tokens"] = (b, self.image_tokens.shape[1], cfg.image_dim)
         for name, shape in expected.items():
-            got = tuple(getattr(self, name).shape)
+            got = tuple(attrgetter(name)(self).shape)
             if got != shape:
                 raise ValueError(f"scene {name} has shape {got}; this preset needs {shape}")
         if not 1 <= self.num_characters <= cfg.max_characters:
@@ -151,4 +156,5 @@ def scene_from_image(
         face_masks=masks[None].to(reference.device),  # [1, K, gh, gw]
         context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
         blank_latent=reference if cfg.reference_every_frame else None,
+        detail=ReferenceDetail.of(vae, image[None]) if stream.restore_detail else None,
     )

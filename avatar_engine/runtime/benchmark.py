@@ -68,7 +68,7 @@ def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int
         chunk = session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
         sync(dev)
         middle = time.perf_counter()
-        session.decoder.decode(chunk)  # ends with the frames on the CPU: synchronised
+        session.decode(chunk)  # ends with the frames on the CPU: synchronised
         dit.append(middle - start)
         decode.append(time.perf_counter() - middle)
     return StageTimes(

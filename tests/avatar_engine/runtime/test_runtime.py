@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from avatar_engine.config import AudioConfig, Preset, VAEConfig
 from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
 from avatar_engine.runtime.local import LocalRuntime
 from avatar_engine.runtime.spec import EngineSpec
+from avatar_engine.scene import SceneConditioning
+from avatar_engine.vae.detail import ReferenceDetail
 from tests.conftest import MICRO_STREAM, make_scene, micro_dit, random_features
 
 CHUNKS = 4  # sink, first, two steady: the caches roll over
@@ -37,8 +40,8 @@ def speaking(chunk: int) -> torch.Tensor:
     return torch.tensor([[chunk % 2 == 0, chunk % 2 == 1]])
 
 
-def stream(runtime, seed: int = 5) -> list:
-    runtime.start_session(SCENE, seed=seed)
+def stream(runtime, seed: int = 5, scene: SceneConditioning = SCENE) -> list:
+    runtime.start_session(scene, seed=seed)
     for c in range(CHUNKS):
         runtime.submit(FEATURES[:, :, 3 * c : 3 * c + 3], speaking(c))
     chunks = [runtime.receive(timeout=60) for _ in range(CHUNKS)]
@@ -59,15 +62,19 @@ def children() -> list[int]:
     return mine
 
 
-@pytest.fixture(scope="module")
-def local_chunks():
+def local_stream(scene: SceneConditioning = SCENE) -> list:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each rank runs: the same arithmetic, the same bits
     try:
         with LocalRuntime(SPEC) as runtime:
-            return stream(runtime)
+            return stream(runtime, scene=scene)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def local_chunks():
+    return local_stream()
 
 
 @pytest.fixture(autouse=True)
@@ -90,6 +97,24 @@ def test_local_runtime_frames_and_timestamps(local_chunks):
     frame = local_chunks[0].frames
     assert frame.dtype == torch.uint8 and frame.shape[2:] == (64, 64, 3)
     assert all(torch.equal(c.speaking, speaking(c.index)) for c in local_chunks)
+
+
+def with_detail(local_chunks) -> SceneConditioning:
+    """SCENE with reference detail that its streams' frames partly still show."""
+    decoded = local_chunks[1].frames[:, 0].float()
+    residual = torch.randn(decoded.shape, generator=torch.Generator().manual_seed(1)) * 30
+    return replace(SCENE, detail=ReferenceDetail(decoded=decoded, residual=residual))
+
+
+def test_both_runtimes_restore_the_reference_detail(local_chunks):
+    scene = with_detail(local_chunks)
+    local = local_stream(scene)
+    with DisaggregatedRuntime(SPEC, dit_threads=1, decoder_threads=1) as runtime:
+        disaggregated = stream(runtime, scene=scene)
+    for plain, *restored in zip(local_chunks, local, disaggregated, strict=True):
+        want = scene.detail.restore(plain).frames
+        assert not torch.equal(want, plain.frames)
+        assert all(torch.equal(got.frames, want) for got in restored)
 
 
 def test_disaggregated_equals_local(local_chunks):
