@@ -20,7 +20,7 @@ from avatar_engine.vae.model import WanVAE
 from avatar_engine.vae.stream import VideoChunk
 from avatar_engine.vae.video import UINT8_MAX, to_uint8_frames
 
-STILL_LATENT_FRAMES = 5  # a still clip this long decodes to the VAE's steady state
+STILL_LATENT_FRAMES = 5  # a still this long decodes within about a level of its steady state
 CHANGE_WINDOW = 7  # pixels over which a frame's change is averaged (about a latent cell)
 CHANGE_TOLERANCE = 32.0  # mean change (of 255) at which e^-1 of the detail is kept
 
