@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 DEFAULT_RUNS = Path("runs")
+GUIDE_MOUTHS_HELP = "speech guidance on the mouths only; elsewhere the plain ODE"
 
 
 def _preset():
@@ -79,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run,
             dmd_weight=args.dmd_weight,
             guidance=args.guidance,
+            mouths_only=args.guide_mouths,
             chunks=args.chunks,
             init=None if args.init is None else _speaker(args.init, "student"),
             **common,
@@ -131,7 +133,9 @@ def cmd_eval_teacher(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     teacher, vae = _speaker(args.teacher, "teacher").eval(), _vae(args.vae).eval()
-    figures = teacher_speech(teacher, vae, _preset(), args.guidance, clips=args.clips)
+    figures = teacher_speech(
+        teacher, vae, _preset(), args.guidance, clips=args.clips, mouths_only=args.guide_mouths
+    )
     print(json.dumps({f"guidance {g:g}": f for g, f in figures.items()}, indent=2))
     return 0
 
@@ -164,6 +168,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--guidance", type=float, default=1.0, help="student: speech guidance of the teacher's ODE"
     )
     train.add_argument("--threads", type=int, default=0)
+    train.add_argument("--guide-mouths", action="store_true", help=GUIDE_MOUTHS_HELP)
     train.add_argument(
         "--init", type=Path, help="start from this run of the same stage (VAE, teacher or student)"
     )
@@ -197,13 +202,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--threads", type=int, default=0)
     evaluation.set_defaults(func=cmd_eval)
     check = sub.add_parser(
-        "eval-teacher", help="lip-sync and silence figures of a teacher's ODE, per speech guidance"
+        "eval-teacher",
+        help="lip-sync, silence and identity figures of a teacher's ODE, per speech guidance",
     )
     check.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
     check.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae")
     check.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
     check.add_argument("--clips", type=int, default=4, help="held-out clips")
     check.add_argument("--threads", type=int, default=0)
+    check.add_argument("--guide-mouths", action="store_true", help=GUIDE_MOUTHS_HELP)
     check.set_defaults(func=cmd_eval_teacher)
     curves = sub.add_parser("curves", help="plot training runs' losses into one PNG")
     curves.add_argument("runs", type=Path, nargs="+", help="run directories (runs/STAGE)")

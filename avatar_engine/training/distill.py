@@ -15,6 +15,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from avatar_engine.config import Preset
 from avatar_engine.model.audio import AudioConditioning
@@ -44,6 +45,16 @@ def silenced(inputs: DiTInputs) -> DiTInputs:
     return dataclasses.replace(inputs, audio=audio)
 
 
+def guidance_scale(inputs: DiTInputs, guidance: float, *, mouths_only: bool):
+    """The speech guidance per latent cell, [B, 1, 1, h, w] (or the scalar): with mouths_only,
+    `guidance` on the mouths' cells and their neighbours (the jaw) and 1 elsewhere, so the
+    amplified motion stays at the mouth and the rest of the picture follows the plain ODE."""
+    if not mouths_only:
+        return guidance
+    near = F.max_pool2d(inputs.mouths[:, None], kernel_size=3, stride=1, padding=1)
+    return 1 + (guidance - 1) * near[:, :, None]
+
+
 @torch.no_grad()
 def teacher_ode(
     teacher,
@@ -52,18 +63,21 @@ def teacher_ode(
     times: tuple[float, ...],
     *,
     guidance: float = 1.0,
+    mouths_only: bool = False,
 ):
     """Euler-integrate the teacher from noise; returns (x at each student time, endpoint).
 
     guidance > 1 is classifier-free guidance on the speech: the velocity moves from the
     all-listening one towards the speaking one by that factor, so the student learns the
-    speech-driven motion amplified, at no cost when it streams.
+    speech-driven motion amplified, at no cost when it streams. mouths_only confines it to
+    the mouths (guidance_scale): guidance everywhere also exaggerates the rest of the face.
     """
     grid = [i / ODE_STEPS for i in range(ODE_STEPS)]
     missing = [t for t in times if t not in grid]
     if missing:
         raise ValueError(f"student times {missing} are not on the {ODE_STEPS}-step ODE grid")
     quiet = silenced(inputs) if guidance != 1.0 else None
+    scale = guidance_scale(inputs, guidance, mouths_only=mouths_only)
     x, at = x0, {}
     for t in grid:
         if t in times:
@@ -72,7 +86,7 @@ def teacher_ode(
         v = velocity(teacher, inputs, x, tt, window="bidirectional")
         if quiet is not None:
             base = velocity(teacher, quiet, x, tt, window="bidirectional")
-            v = base + guidance * (v - base)
+            v = base + scale * (v - base)
         x = x + (1 / ODE_STEPS) * v
     return [at[t] for t in times], x
 
@@ -114,10 +128,11 @@ def train_student(
     chunks: int = TEACHER_CHUNKS,
     init: Speaker | None = None,
     guidance: float = 1.0,
+    mouths_only: bool = False,
 ) -> Speaker:
     """Distil (or resume). dmd_weight 0 is pure ODE regression; init starts the student from
     an earlier student (e.g. a regression-distilled one, before adding DMD) instead of the
-    teacher; guidance is the speech guidance of the teacher's ODE (see teacher_ode)."""
+    teacher; guidance and mouths_only shape the teacher's ODE (see teacher_ode)."""
     torch.manual_seed(seed)
     teacher = teacher.eval().requires_grad_(False)
     student = copy.deepcopy(init or teacher).train().requires_grad_(True)
@@ -140,7 +155,9 @@ def train_student(
         with torch.no_grad():
             inputs = dit_inputs(pool.sample(batch), teacher.encoder, geometry, preset)
         x0 = torch.randn_like(inputs.x1)
-        starts, endpoint = teacher_ode(teacher.dit, inputs, x0, times, guidance=guidance)
+        starts, endpoint = teacher_ode(
+            teacher.dit, inputs, x0, times, guidance=guidance, mouths_only=mouths_only
+        )
         self_mix = max_self_mix * min(1.0, i / max(1, steps // 2))
         regression = torch.zeros(())
         previous = None

@@ -149,14 +149,19 @@ def test_eval_teacher_prints_the_figures_per_guidance(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_vae", lambda run: Model(f"vae from {run}"))
     monkeypatch.setattr(cli, "_speaker", lambda run, name: Model(f"{name} from {run}"))
 
-    def figures(teacher, vae, preset, guidances, *, clips):
-        seen.update(teacher=teacher, vae=vae, clips=clips)
+    def figures(teacher, vae, preset, guidances, *, clips, mouths_only):
+        seen.update(teacher=teacher, vae=vae, clips=clips, mouths_only=mouths_only)
         return {g: {"lipsync": 0.5, "silence_ratio": 0.1 * g} for g in guidances}
 
     monkeypatch.setattr(check, "teacher_speech", figures)
     argv = ["eval-teacher", "--teacher", "runs/t", "--vae", "runs/v", "--guidance", "1", "2.5"]
-    assert main([*argv, "--clips", "2"]) == 0
-    assert seen == {"teacher": "teacher from runs/t", "vae": "vae from runs/v", "clips": 2}
+    assert main([*argv, "--clips", "2", "--guide-mouths"]) == 0
+    assert seen == {
+        "teacher": "teacher from runs/t",
+        "vae": "vae from runs/v",
+        "clips": 2,
+        "mouths_only": True,
+    }
     printed = json.loads(capsys.readouterr().out)
     assert printed["guidance 2.5"] == {"lipsync": 0.5, "silence_ratio": 0.25}
     assert list(printed) == ["guidance 1", "guidance 2.5"]

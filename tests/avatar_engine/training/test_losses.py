@@ -11,7 +11,7 @@ from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.training.batch import dit_inputs, encode_clip
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.motion import mouth_region
-from avatar_engine.training.distill import silenced, teacher_ode
+from avatar_engine.training.distill import guidance_scale, silenced, teacher_ode
 from avatar_engine.training.teacher import (
     FACE_WEIGHT,
     MOUTH_WEIGHT,
@@ -86,3 +86,29 @@ def test_guidance_one_is_the_plain_ode_and_zero_the_all_listening_one(setup):
     assert not torch.allclose(plain[1], quiet[1], atol=1e-3)
     guided = teacher_ode(speaker.dit, inputs, x0, times, guidance=3.0)[1]
     assert (guided - quiet[1]).norm() > (plain[1] - quiet[1]).norm()
+
+
+def test_guidance_on_the_mouths_only_scales_the_mouths_and_their_neighbours(setup):
+    _, inputs = setup
+    assert guidance_scale(inputs, 3.0, mouths_only=False) == 3.0
+    scale = guidance_scale(inputs, 3.0, mouths_only=True)[:, 0, 0]  # [B, h, w]
+    mouths = inputs.mouths.bool()
+    assert (scale[mouths] == 3.0).all()
+    next_to = torch.zeros_like(mouths[0])  # within one cell of a mouth cell, diagonals too
+    for row, col in mouths[0].nonzero().tolist():
+        next_to[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2] = True
+    assert (scale[0][next_to] == 3.0).all()
+    assert (scale[0][~next_to] == 1.0).all() and (~next_to).any()
+
+
+def test_guidance_on_the_mouths_only_moves_the_mouths_most(setup):
+    """The first Euler step differs from the plain ODE on the mouths' cells only; after all
+    steps the difference is still largest there (attention spreads the rest)."""
+    speaker, inputs = setup
+    x0 = torch.randn_like(inputs.x1)
+    plain = teacher_ode(speaker.dit, inputs, x0, ())[1]
+    assert torch.equal(teacher_ode(speaker.dit, inputs, x0, (), mouths_only=True)[1], plain)
+    guided = teacher_ode(speaker.dit, inputs, x0, (), guidance=3.0, mouths_only=True)[1]
+    change = (guided - plain).abs().mean(dim=(1, 2))  # [B, h, w]
+    near = guidance_scale(inputs, 3.0, mouths_only=True)[:, 0, 0] > 1
+    assert change[near].mean() > 3 * change[~near].mean()

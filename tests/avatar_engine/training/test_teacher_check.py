@@ -1,4 +1,4 @@
-"""teacher_speech: the lip-sync and silence figures of a teacher's ODE, per speech guidance."""
+"""teacher_speech: the lip-sync, silence and identity figures of a teacher's ODE, per guidance."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def test_guidance_zero_samples_the_listening_teacher_and_others_differ():
     for f in figures.values():
         assert math.isfinite(f["silence_ratio"]) and f["silence_ratio"] > 0
         assert -1 <= f["lipsync"] <= 1
+        assert 0 < f["identity_psnr"] < 100
+
+
+def test_guidance_on_the_mouths_only_changes_the_samples_less():
+    torch.manual_seed(0)
+    vae = random_vae(MICRO_TRAIN.vae, device="cpu", dtype=torch.float32, seed=0).eval()
+    teacher = new_speaker(MICRO_TRAIN, seed=0).eval()
+    plain = teacher_speech(teacher, vae, MICRO_TRAIN, [1.0, 3.0], clips=1)
+    mouths = teacher_speech(teacher, vae, MICRO_TRAIN, [1.0, 3.0], clips=1, mouths_only=True)
+    assert mouths[1.0] == plain[1.0]
+    assert mouths[3.0] != plain[3.0]
