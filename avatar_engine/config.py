@@ -55,6 +55,12 @@ class DiTConfig:
     # not just the first as in Wan I2V: a small model trained from scratch then keeps the
     # identity without having to learn to copy it through attention.
     reference_every_frame: bool = False
+    # With reference_every_frame, the latent frames after the first carry the picture held
+    # still through the causal VAE (its steady-state latent, vae.detail.encode_still) instead
+    # of the image latent: the VAE encodes frame 0 alone and later frames in groups, so the two
+    # differ by about a latent's own size, and only the still one is what a part of the
+    # picture that does not move must come out as.
+    still_reference: bool = False
     # derived
     head_dim: int = field(init=False)
     rope_split: tuple[int, int, int] = field(init=False)  # complex pairs for (time, height, width)
@@ -333,6 +339,7 @@ PRESETS: dict[str, Preset] = {
                 audio_attn_dim=256,
                 audio_heads=4,
                 reference_every_frame=True,
+                still_reference=True,
             ),
             stream=StreamConfig(height=128, width=128, restore_detail=True),
             audio=AudioConfig(encoder="mel", feature_dim=64),

@@ -8,7 +8,7 @@ from operator import attrgetter
 import torch
 
 from avatar_engine.config import DiTConfig, StreamConfig
-from avatar_engine.vae.detail import ReferenceDetail
+from avatar_engine.vae.detail import ReferenceDetail, encode_still
 from avatar_engine.vae.model import WanVAE
 
 
@@ -20,7 +20,8 @@ class SceneConditioning:
     face_masks: torch.Tensor  # [B, K, gh, gw] 1 inside character k's face region (token grid)
     context: torch.Tensor  # [B, Lt, text_dim] text encoder tokens
     image_tokens: torch.Tensor | None = None  # [B, Li, image_dim] CLIP tokens (I2V-14B)
-    blank_latent: torch.Tensor | None = None  # [B, z, h, w] latent of a blank frame; 0 if None
+    blank_latent: torch.Tensor | None = None  # [B, z, h, w] latent of the frames after the
+    # first (the reference, or the picture held still: DiTConfig.still_reference); 0 if None
     detail: ReferenceDetail | None = None  # what the decoder adds back (stream.restore_detail)
 
     @property
@@ -150,11 +151,17 @@ def scene_from_image(
     pixels = image.permute(2, 0, 1)[None].to(param.device, torch.float32) / 127.5 - 1.0
     with torch.inference_mode():
         reference = vae.encode_image(pixels.to(param.dtype)).float()  # [1, z, h, w]
+    still = None
+    if cfg.still_reference or stream.restore_detail:
+        still = encode_still(vae, image[None])
+    blank = None
+    if cfg.reference_every_frame:
+        blank = still[:, :, -1].float() if cfg.still_reference else reference
     masks = torch.stack([face_mask_from_box(stream, box) for box in face_boxes])
     return SceneConditioning(
         reference_latent=reference,
         face_masks=masks[None].to(reference.device),  # [1, K, gh, gw]
         context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
-        blank_latent=reference if cfg.reference_every_frame else None,
-        detail=ReferenceDetail.of(vae, image[None]) if stream.restore_detail else None,
+        blank_latent=blank,
+        detail=ReferenceDetail.of(vae, image[None], still) if stream.restore_detail else None,
     )

@@ -16,6 +16,7 @@ from avatar_engine.training.data.clips import Clip
 from avatar_engine.training.data.motion import mouth_mask
 from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.features import clip_windows
+from avatar_engine.vae.detail import encode_still
 from avatar_engine.vae.model import WanVAE
 
 TRAIN_CHARACTERS = 2  # every example is padded to this many characters (a missing one has an
@@ -28,6 +29,7 @@ class LatentClip:
 
     latents: torch.Tensor  # [z, F, h, w]
     reference: torch.Tensor  # [z, h, w] latent of the still picture
+    still: torch.Tensor  # [z, h, w] the picture held still, once the VAE settles
     audio: torch.Tensor  # [S] 16 kHz speech of the speaker
     speaker: int | None
     speaking: torch.Tensor  # [K, F] bool
@@ -39,9 +41,11 @@ class LatentClip:
 def encode_clip(vae: WanVAE, clip: Clip, preset: Preset) -> LatentClip:
     """Encode a clip (video uint8 or float) with the trained VAE."""
     video = clip.video if clip.video.dtype == torch.uint8 else (clip.video * 255).round()
+    picture = (clip.reference * 255).round().to(torch.uint8)
     with torch.no_grad():
         latents = vae.encode_video(pixels(video.to(torch.uint8)).transpose(0, 1)[None])[0]
-        reference = vae.encode_image(pixels((clip.reference * 255).round().to(torch.uint8))[None])
+        reference = vae.encode_image(pixels(picture)[None])
+    still = encode_still(vae, picture[None])[0, :, -1].clone()
     k = len(clip.face_boxes)
     masks = torch.zeros(TRAIN_CHARACTERS, preset.stream.grid_h, preset.stream.grid_w)
     masks[:k] = torch.stack([face_mask_from_box(preset.stream, b) for b in clip.face_boxes])
@@ -50,7 +54,7 @@ def encode_clip(vae: WanVAE, clip: Clip, preset: Preset) -> LatentClip:
     pixels_mask = mouth_mask(clip.mouths, video.shape[1], (0, 0), video.shape[1:3])
     mouths = F.adaptive_max_pool2d(pixels_mask[None], latents.shape[-2:])[0]  # [h, w]
     return LatentClip(
-        latents, reference[0], clip.audio, clip.speaker, speaking, masks, mouths, clip.kind
+        latents, reference[0], still, clip.audio, clip.speaker, speaking, masks, mouths, clip.kind
     )
 
 
@@ -63,15 +67,19 @@ class DiTInputs:
     mouths: torch.Tensor  # [B, h, w] 1 on the latent cells that show a mouth
 
 
-def reference_cond(reference: torch.Tensor, frames: int, stride: int, every_frame: bool):
-    """[B, stride + z, F, h, w]: mask 1 on frame 0; the reference on frame 0 (or on all)."""
+def reference_cond(
+    reference: torch.Tensor, blank: torch.Tensor | None, frames: int, stride: int
+) -> torch.Tensor:
+    """[B, stride + z, F, h, w]: mask 1 and the reference on frame 0, the blank latent (0 if
+    None) on the others, as SceneConditioning.reference_channels gives them to the stream."""
     b, z, h, w = reference.shape
     mask = torch.zeros(b, stride, frames, h, w)
     mask[:, :, 0] = 1
-    ref = reference[:, :, None].expand(-1, -1, frames, -1, -1)
-    if not every_frame:
-        ref = torch.cat([ref[:, :, :1], torch.zeros_like(ref[:, :, 1:])], dim=2)
-    return torch.cat([mask, ref], dim=1)
+    rest = torch.zeros_like(reference) if blank is None else blank
+    latents = torch.cat(
+        [reference[:, :, None], rest[:, :, None].expand(-1, -1, frames - 1, -1, -1)], dim=2
+    )
+    return torch.cat([mask, latents], dim=1)
 
 
 def dit_inputs(
@@ -81,12 +89,11 @@ def dit_inputs(
     cfg = preset.dit
     x1 = torch.stack([c.latents for c in clips])
     frames = x1.shape[2]
-    cond = reference_cond(
-        torch.stack([c.reference for c in clips]),
-        frames,
-        cfg.temporal_stride,
-        cfg.reference_every_frame,
-    )
+    reference = torch.stack([c.reference for c in clips])
+    blank = None
+    if cfg.reference_every_frame:
+        blank = torch.stack([c.still for c in clips]) if cfg.still_reference else reference
+    cond = reference_cond(reference, blank, frames, cfg.temporal_stride)
     wave = torch.stack([c.audio for c in clips])
     speech = clip_windows(encoder, geometry, wave, frames)  # [B, F, W, Da]
     features = torch.zeros(len(clips), TRAIN_CHARACTERS, *speech.shape[1:])

@@ -25,6 +25,21 @@ CHANGE_WINDOW = 7  # pixels over which a frame's change is averaged (about a lat
 CHANGE_TOLERANCE = 32.0  # mean change (of 255) at which e^-1 of the detail is kept
 
 
+def encode_still(vae: WanVAE, picture: torch.Tensor) -> torch.Tensor:
+    """[B, z, STILL_LATENT_FRAMES, h, w]: the latents of the picture held still. The last is
+    what every later latent frame of a still picture encodes to, within the VAE's settling.
+
+    Args:
+        picture: [B, H, W, 3] uint8 RGB.
+    """
+    param = vae.conv1.weight
+    frames = 1 + vae.cfg.stride[0] * (STILL_LATENT_FRAMES - 1)
+    pixels = picture.permute(0, 3, 1, 2).to(param.device, param.dtype) / 127.5 - 1.0
+    still = pixels[:, :, None].expand(-1, -1, frames, -1, -1)  # [B, 3, T, H, W]
+    with torch.inference_mode():
+        return vae.encode_video(still)
+
+
 @dataclass(frozen=True)
 class ReferenceDetail:
     """One stream's picture as its decoder shows it, and what that loses."""
@@ -33,18 +48,19 @@ class ReferenceDetail:
     residual: torch.Tensor  # [B, H, W, 3] float: the picture minus `decoded`
 
     @classmethod
-    def of(cls, vae: WanVAE, picture: torch.Tensor) -> ReferenceDetail:
-        """Measure it by encoding and decoding the picture held still.
+    def of(
+        cls, vae: WanVAE, picture: torch.Tensor, still: torch.Tensor | None = None
+    ) -> ReferenceDetail:
+        """Measure it by decoding the picture held still.
 
         Args:
             picture: [B, H, W, 3] uint8 RGB.
+            still: encode_still(vae, picture), when the caller already has it.
         """
-        param = vae.conv1.weight
-        frames = 1 + vae.cfg.stride[0] * (STILL_LATENT_FRAMES - 1)
-        pixels = picture.permute(0, 3, 1, 2).to(param.device, param.dtype) / 127.5 - 1.0
-        still = pixels[:, :, None].expand(-1, -1, frames, -1, -1)  # [B, 3, T, H, W]
+        if still is None:
+            still = encode_still(vae, picture)
         with torch.inference_mode():
-            video, _ = vae.decode(vae.encode_video(still))
+            video, _ = vae.decode(still)
         decoded = to_uint8_frames(video)[:, -1].float().cpu()  # [B, H, W, 3]
         return cls(decoded=decoded, residual=picture.float() - decoded)
 

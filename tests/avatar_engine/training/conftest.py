@@ -10,7 +10,9 @@ from tests.conftest import micro_dit
 MICRO_TRAIN = Preset(
     name="micro-train",
     dit=dataclasses.replace(
-        micro_dit(audio_feature_dim=16, max_characters=2), reference_every_frame=True
+        micro_dit(audio_feature_dim=16, max_characters=2),
+        reference_every_frame=True,
+        still_reference=True,
     ),
     stream=StreamConfig(height=64, width=64),
     audio=AudioConfig(encoder="mel", feature_dim=16, mel_channels=16),

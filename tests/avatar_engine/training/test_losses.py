@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.scene import scene_from_image
 from avatar_engine.training.batch import dit_inputs, encode_clip
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.motion import mouth_region
@@ -56,6 +57,28 @@ def test_face_and_mouth_cells_weigh_more_and_a_uniform_error_stays_itself(setup)
         expected = weight * float(cells[key].float().mean()) / total
         error = speech_weighted_mse(x + cells[key].float(), x, inputs)
         assert float(error) == pytest.approx(expected)
+
+
+def test_training_conditions_the_frames_as_the_stream_does():
+    """The first latent frame carries the reference and mask 1, the others the picture held
+    still (still_reference) and mask 0: the channels the streaming session gives its chunks."""
+    stream, cfg = MICRO_TRAIN.stream, MICRO_TRAIN.dit
+    geometry = FrameGeometry.of_preset(MICRO_TRAIN)
+    clip = make_clip(4, 0, geometry=geometry, size=stream.height, latent_frames=6, kind="speaking")
+    vae = random_vae(MICRO_TRAIN.vae, device="cpu", dtype=torch.float32, seed=0)
+    speaker = new_speaker(MICRO_TRAIN, seed=0)
+    with torch.no_grad():
+        cond = dit_inputs([encode_clip(vae, clip, MICRO_TRAIN)], speaker.encoder, geometry,
+                          MICRO_TRAIN).cond  # fmt: skip
+    picture = (clip.reference * 255).round().to(torch.uint8)
+    scene = scene_from_image(vae, cfg, stream, picture, list(clip.face_boxes))
+    per = stream.chunk_latent_frames
+    first = scene.reference_channels(stream, cfg.temporal_stride, first=True)
+    later = scene.reference_channels(stream, cfg.temporal_stride, first=False)
+    assert torch.allclose(cond[:, :, :per], first, atol=1e-5)
+    assert torch.allclose(cond[:, :, per:], later, atol=1e-5)
+    reference = cond[:, cfg.temporal_stride :]
+    assert not torch.allclose(reference[:, :, 0], reference[:, :, 1], atol=1e-2)
 
 
 def test_the_mouth_cells_cover_the_mouth_region():

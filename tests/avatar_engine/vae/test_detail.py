@@ -11,7 +11,7 @@ from avatar_engine.config import Preset
 from avatar_engine.embedded import EmbeddedModel
 from avatar_engine.scene import scene_from_image
 from avatar_engine.training.data.portraits import draw_portrait
-from avatar_engine.vae.detail import ReferenceDetail
+from avatar_engine.vae.detail import ReferenceDetail, encode_still
 from avatar_engine.vae.stream import VideoChunk
 from avatar_engine.vae.video import to_uint8_frames
 
@@ -67,3 +67,23 @@ def test_the_tiny_preset_restores_detail_and_others_do_not(vae, picture):
     assert scene.detail is not None
     scene.validate(TINY.dit, TINY.stream)
     assert not Preset.from_name("wan2.1-1.3b").stream.restore_detail
+
+
+def test_the_tiny_scene_conditions_later_frames_on_the_picture_held_still(vae, picture):
+    """The causal VAE encodes frame 0 alone and later frames in groups: a still picture's later
+    latents differ from its image latent by about a latent's size, and the scene gives the DiT
+    one within a tenth of that of where they settle."""
+    scene = scene_from_image(vae, TINY.dit, TINY.stream, picture[0], [(0.2, 0.2, 0.8, 0.8)])
+    assert TINY.dit.still_reference and scene.blank_latent is not None
+    still = scene.blank_latent
+    assert torch.equal(still, encode_still(vae, picture)[:, :, -1].float())
+    frames = picture.permute(0, 3, 1, 2)[:, :, None].expand(-1, -1, 37, -1, -1) / 127.5 - 1
+    with torch.inference_mode():
+        settled = vae.encode_video(frames)[:, :, -1]  # 10 latent frames in
+
+    def rms(x: torch.Tensor) -> float:
+        return float(x.square().mean().sqrt())
+
+    image_error = rms(scene.reference_latent - settled)
+    assert image_error > 0.3 * rms(settled)
+    assert rms(still - settled) < 0.1 * image_error
