@@ -56,7 +56,7 @@ class DiTConfig:
     # identity without having to learn to copy it through attention.
     reference_every_frame: bool = False
     # With reference_every_frame, the latent frames after the first carry the picture held
-    # still through the causal VAE (its steady-state latent, vae.detail.encode_still) instead
+    # still through the causal VAE (its nearly settled latent, vae.detail.encode_still) instead
     # of the image latent: the VAE encodes frame 0 alone and later frames in groups, so the two
     # differ by about a latent's own size, and only the still one is what a part of the
     # picture that does not move must come out as.

@@ -39,7 +39,8 @@ def teacher_speech(
     picture, left out of the last two)."""
     g, size, stream = FrameGeometry.of_preset(preset), preset.stream.height, preset.stream
     settle = stream.video_frames_per_chunk
-    scores = {g: {"lipsync": [], "silence_ratio": [], "identity_psnr": []} for g in guidances}
+    names = ("lipsync", "silence_ratio", "identity_psnr")
+    scores = {guidance: {name: [] for name in names} for guidance in guidances}
     for index in range(clips):
         clip = make_clip(EVAL_SEED, index, geometry=g, size=size, held_out=True, kind="speaking",
                          latent_frames=TEACHER_CHUNKS * stream.chunk_latent_frames)  # fmt: skip

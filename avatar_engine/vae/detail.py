@@ -27,7 +27,8 @@ CHANGE_TOLERANCE = 32.0  # mean change (of 255) at which e^-1 of the detail is k
 
 def encode_still(vae: WanVAE, picture: torch.Tensor) -> torch.Tensor:
     """[B, z, STILL_LATENT_FRAMES, h, w]: the latents of the picture held still. The last is
-    what every later latent frame of a still picture encodes to, within the VAE's settling.
+    close to what every later latent frame of a still picture encodes to (on the shipped VAE,
+    a tenth as far from it as the image latent is).
 
     Args:
         picture: [B, H, W, 3] uint8 RGB.
