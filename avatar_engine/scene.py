@@ -10,6 +10,7 @@ import torch
 from avatar_engine.config import DiTConfig, StreamConfig
 from avatar_engine.vae.detail import ReferenceDetail, encode_still
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.video import from_uint8_frames
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,9 @@ def scene_from_image(
             f"({stream.height}, {stream.width}, 3): fit_image() it first"
         )
     param = vae.conv1.weight
-    pixels = image.permute(2, 0, 1)[None].to(param.device, torch.float32) / 127.5 - 1.0
+    pixels = from_uint8_frames(image)[None].to(param.device, param.dtype)
     with torch.inference_mode():
-        reference = vae.encode_image(pixels.to(param.dtype)).float()  # [1, z, h, w]
+        reference = vae.encode_image(pixels).float()  # [1, z, h, w]
     still = None
     if cfg.still_reference or stream.restore_detail:
         still = encode_still(vae, image[None])

@@ -14,10 +14,10 @@ from avatar_engine.model.audio import AudioConditioning
 from avatar_engine.scene import face_mask_from_box
 from avatar_engine.training.data.clips import Clip
 from avatar_engine.training.data.motion import mouth_mask
-from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.features import clip_windows
 from avatar_engine.vae.detail import encode_still
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.video import from_uint8_frames
 
 TRAIN_CHARACTERS = 2  # every example is padded to this many characters (a missing one has an
 # empty face mask, so it touches no token)
@@ -43,8 +43,9 @@ def encode_clip(vae: WanVAE, clip: Clip, preset: Preset) -> LatentClip:
     video = clip.video if clip.video.dtype == torch.uint8 else (clip.video * 255).round()
     picture = (clip.reference * 255).round().to(torch.uint8)
     with torch.no_grad():
-        latents = vae.encode_video(pixels(video.to(torch.uint8)).transpose(0, 1)[None])[0]
-        reference = vae.encode_image(pixels(picture)[None])
+        frames = from_uint8_frames(video.to(torch.uint8)).transpose(0, 1)  # [3, T, H, W]
+        latents = vae.encode_video(frames[None])[0]
+        reference = vae.encode_image(from_uint8_frames(picture)[None])
     still = encode_still(vae, picture[None])[0, :, -1].clone()
     k = len(clip.face_boxes)
     masks = torch.zeros(TRAIN_CHARACTERS, preset.stream.grid_h, preset.stream.grid_w)

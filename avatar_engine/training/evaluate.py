@@ -18,7 +18,6 @@ from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.clips import compose_pair, make_clip
 from avatar_engine.training.data.motion import mouth_region
-from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.data.portraits import (
     HELD_OUT_PHOTO,
     Portrait,
@@ -29,7 +28,7 @@ from avatar_engine.training.data.portraits import (
 )
 from avatar_engine.training.data.speech import random_utterance
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.vae.video import to_uint8_frames
+from avatar_engine.vae.video import from_uint8_frames, to_uint8_frames
 
 EVAL_SEED = 10_000  # never a training seed
 LIPSYNC_SMOOTHING = 5  # video frames (200 ms at 25 fps)
@@ -144,7 +143,7 @@ def lipsync_bounds(vae: WanVAE, preset: Preset, *, clips: int = 6) -> dict[str, 
                          held_out=True, kind="speaking")  # fmt: skip
         video = (clip.video * 255).round().to(torch.uint8)
         with torch.no_grad():
-            latents = vae.encode_video(pixels(video).transpose(0, 1)[None])
+            latents = vae.encode_video(from_uint8_frames(video).transpose(0, 1)[None])
             decoded = to_uint8_frames(vae.decode(latents)[0])[0]  # [T, H, W, 3]
         box, audio = mouth_region(clip.mouths[0], size), clip.audio.numpy()
         for name, frames in (("data", video), ("vae", decoded)):

@@ -11,9 +11,10 @@ from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.motion import mouth_mask
-from avatar_engine.training.data.pool import ClipPool, pixels
+from avatar_engine.training.data.pool import ClipPool
 from avatar_engine.training.loop import TrainLoop, cosine_lr, load_trained, set_lr
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.video import from_uint8_frames
 from avatar_engine.vae.weights import random_vae
 
 LATENT_PENALTY = 1e-4  # keeps the latents' scale bounded without a KL term
@@ -123,7 +124,7 @@ def train_vae(
                     int(rng.integers(0, n - min(size, n) + 1)) // 8 * 8 for n in (height, width)
                 )
             window = clip.video[start : start + length, top : top + size, left : left + size]
-            windows.append(pixels(window))  # [T, 3, size, size]
+            windows.append(from_uint8_frames(window))  # [T, 3, size, size]
             masks.append(mouth_mask(clip.mouths, height, (top, left), window.shape[1:3]))
         video = torch.stack(windows).transpose(1, 2)  # [B, 3, T, H, W]
         weights = 1 + MOUTH_WEIGHT * torch.stack(masks)[:, None, None]
@@ -152,7 +153,8 @@ def latent_statistics(
             clip = make_clip(
                 seed, index, geometry=geometry, size=preset.stream.height, latent_frames=7
             )
-            video = pixels((clip.video * 255).round().to(torch.uint8)).transpose(0, 1)[None]
+            frames = (clip.video * 255).round().to(torch.uint8)
+            video = from_uint8_frames(frames).transpose(0, 1)[None]
             raw.append(vae.denormalize(vae.encode_video(video)).transpose(0, 1).flatten(1))
     values = torch.cat(raw, dim=1)  # [z, N]
     return values.mean(1).tolist(), values.std(1).tolist()

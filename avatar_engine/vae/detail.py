@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from avatar_engine.vae.model import WanVAE
 from avatar_engine.vae.stream import VideoChunk
-from avatar_engine.vae.video import UINT8_MAX, to_uint8_frames
+from avatar_engine.vae.video import UINT8_MAX, from_uint8_frames, to_uint8_frames
 
 STILL_LATENT_FRAMES = 5  # a still this long decodes within about a level of its steady state
 CHANGE_WINDOW = 7  # pixels over which a frame's change is averaged (about a latent cell)
@@ -35,7 +35,7 @@ def encode_still(vae: WanVAE, picture: torch.Tensor) -> torch.Tensor:
     """
     param = vae.conv1.weight
     frames = 1 + vae.cfg.stride[0] * (STILL_LATENT_FRAMES - 1)
-    pixels = picture.permute(0, 3, 1, 2).to(param.device, param.dtype) / 127.5 - 1.0
+    pixels = from_uint8_frames(picture).to(param.device, param.dtype)
     still = pixels[:, :, None].expand(-1, -1, frames, -1, -1)  # [B, 3, T, H, W]
     with torch.inference_mode():
         return vae.encode_video(still)

@@ -1,4 +1,4 @@
-"""Decoded video to displayable frames."""
+"""RGB bytes to the VAE's range and back."""
 
 from __future__ import annotations
 
@@ -19,3 +19,15 @@ def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:
     rgb = video.permute(0, 2, 3, 4, 1).float()  # [B, T, H, W, 3]
     scaled = (rgb + 1.0) * (UINT8_MAX / 2)
     return scaled.round_().clamp_(0, UINT8_MAX).to(torch.uint8)
+
+
+def from_uint8_frames(frames: torch.Tensor) -> torch.Tensor:
+    """RGB bytes to the VAE's input range (the inverse of to_uint8_frames' scaling).
+
+    Args:
+        frames: [..., H, W, 3] uint8.
+
+    Returns:
+        [..., 3, H, W] float32 in [-1, 1].
+    """
+    return frames.movedim(-1, -3).float() / (UINT8_MAX / 2) - 1.0

@@ -63,8 +63,3 @@ class ClipPool:
         self.samples += 1
         picks = self.rng.choice(len(self.clips), size=batch, replace=False)
         return [self.clips[i] for i in picks]
-
-
-def pixels(video: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
-    return video.movedim(-1, -3).float() / 127.5 - 1.0

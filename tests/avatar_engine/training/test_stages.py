@@ -10,11 +10,11 @@ from avatar_engine.embedded import EmbeddedModel
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.clips import make_clip
-from avatar_engine.training.data.pool import pixels
 from avatar_engine.training.distill import train_student
 from avatar_engine.training.loop import read_log
 from avatar_engine.training.teacher import latent_pool, train_teacher
 from avatar_engine.training.vae import latent_statistics, train_vae
+from avatar_engine.vae.video import from_uint8_frames
 from avatar_engine.vae.weights import random_vae
 from tests.avatar_engine.training.conftest import MICRO_TRAIN
 
@@ -77,7 +77,8 @@ def test_latent_statistics_normalise_the_clips_they_were_measured_on():
     latents = []
     for index in range(2):
         clip = make_clip(4, index, geometry=geometry, size=size, latent_frames=7)
-        video = pixels((clip.video * 255).round().to(torch.uint8)).transpose(0, 1)[None]
+        frames = (clip.video * 255).round().to(torch.uint8)
+        video = from_uint8_frames(frames).transpose(0, 1)[None]
         latents.append(vae.encode_video(video)[0].flatten(1))
     z = torch.cat(latents, dim=1)  # [z, N], normalised with the measured statistics
     assert torch.allclose(z.mean(1), torch.zeros(len(mean)), atol=1e-3)
