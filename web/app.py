@@ -120,6 +120,10 @@ def create_app(
         import gradio as gr
 
         app = gr.mount_gradio_app(app, console, path=CONSOLE_PATH, auth=console_auth)
+        # Only in an app that launch() started does Gradio refuse a request's file that did not
+        # come through its upload route; a mounted one keeps has_launched False, so it would
+        # copy any path a client names into its cache and hand the copy to the actions.
+        console.has_launched = True
     return app
 
 

@@ -5,15 +5,20 @@ random micro engine and are checked by decoding the mp4."""
 from __future__ import annotations
 
 import math
+import os
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import httpx
 import numpy as np
 import pytest
 import soundfile
+from gradio.processing_utils import hash_file
+from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -229,6 +234,61 @@ def test_bad_uploads_are_refused_when_inspected(console: Console, tmp_path: Path
         console.call("/inspect_picture", handle_file(files["text"]), 0)
     with pytest.raises(AppError, match="7200.0 s long"):
         console.call("/inspect_voice", handle_file(files["long"]))
+
+
+def file_data(path: str | Path) -> dict:
+    """A FileData payload as any client can write it: it names a path on the server."""
+    return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+
+
+def raw_call(url: str, api: str, *data) -> tuple[str, str]:
+    """One API call over plain HTTP, without gradio_client (which uploads files first): the
+    last event of its stream and that event's data."""
+    with httpx.Client(base_url=url, timeout=120) as http:
+        started = http.post(f"gradio_api/call/{api}", json={"data": list(data)})
+        assert started.status_code == 200, started.text
+        stream = http.get(f"gradio_api/call/{api}/{started.json()['event_id']}")
+    events = re.findall(r"^event: (\w+)\ndata: (.*)$", stream.text, re.MULTILINE)
+    return events[-1]
+
+
+def upload(url: str, path: Path) -> dict:
+    """A file sent through gradio's upload route, as the page sends it."""
+    with httpx.Client(base_url=url, timeout=60) as http, path.open("rb") as f:
+        response = http.post("gradio_api/upload", files={"files": (path.name, f)})
+    assert response.status_code == 200, response.text
+    return file_data(response.json()[0])
+
+
+def test_a_client_cannot_name_a_server_file(console: Console, tmp_path: Path):
+    """A FileData names any path it likes; only files uploaded through gradio's route reach
+    the actions, so no other file on the server comes back as a preview."""
+    noise = np.random.default_rng()  # content no earlier run has left in gradio's cache
+    picture = png(tmp_path / "server.png", noise.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    wav = tmp_path / "server.wav"
+    soundfile.write(wav, 0.1 * noise.standard_normal(24000), 24000)
+    uploads = get_upload_folder()
+    climbing = Path(uploads, os.path.relpath(picture, uploads))  # {uploads}/../../x.png
+    before = library_snapshot(console.store.root)
+    refused = {
+        "inspect_picture": (file_data(picture), 0),
+        "inspect_voice": (file_data(wav),),
+        "save_character": (0, *form(picture=file_data(climbing))),
+        "preview_character": ("voice sample", *form(id="ada", voice=file_data(wav))),
+        "save_scene": (0, "", "Pair", ["ada", "bo"], "group photo", file_data(picture),
+                       0, 1, None, None),
+    }  # fmt: skip
+    for api, inputs in refused.items():
+        event, message = raw_call(console.url, api, *inputs)
+        assert event == "error", (api, event, message[:200])
+        assert "was not uploaded by a user" in message, (api, message)
+    assert not any((Path(uploads) / hash_file(f)).exists() for f in (picture, wav))  # no copy
+    assert library_snapshot(console.store.root) == before
+
+    event, output = raw_call(console.url, "inspect_picture", upload(console.url, picture), 0)
+    assert event == "complete" and "/gradio_api/file=" in output  # the faces-found picture
+    event, output = raw_call(console.url, "inspect_voice", upload(console.url, wav))
+    assert event == "complete" and "/gradio_api/file=" in output  # the voice, for listening
 
 
 def test_a_group_photo_scene_and_its_preview(console: Console, tmp_path: Path, micro_engine):
