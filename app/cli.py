@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.eval_cli import add_parsers as add_eval_parsers
 from app.render_cli import add_parsers as add_render_parsers
 from app.serve import add_parsers as add_serve_parsers
 from app.training_cli import add_parsers as add_training_parsers
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parsers(sub)
     add_render_parsers(sub)
     add_training_parsers(sub)
+    add_eval_parsers(sub)
 
     worker = sub.add_parser(
         "worker",

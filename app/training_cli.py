@@ -1,5 +1,5 @@
-"""`avatar train ...`, `avatar eval` and `avatar eval-teacher`: the embedded model's training
-stages and evaluation."""
+"""`avatar train ...` and `avatar eval-teacher`: the embedded model's training stages, and a
+teacher's figures before distilling."""
 
 from __future__ import annotations
 
@@ -100,31 +100,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from avatar_engine.embedded import EmbeddedModel
-    from avatar_engine.training.evaluate import Renderer, evaluate
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = EmbeddedModel(Path(args.model)).check()
-    spec = model.spec()
-    renderer = Renderer(spec.build_dit("cpu"), model.encoder(), spec.build_vae("cpu"), spec.preset)
-    report, videos = evaluate(renderer, drift_minutes=args.minutes)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    from app.media import save_frames, write_mp4
-
-    for name, video in videos.items():
-        write_mp4(out / f"{name}.mp4", video.frames, spec.preset.stream.fps, video.audio, 16000)
-        save_frames(out / f"{name}.png", video.frames, count=6)
-    (out / "report.json").write_text(json.dumps(report.__dict__, indent=2))
-    print(json.dumps(report.__dict__, indent=2))
-    print(f"videos and frames: {out}")
-    return 0
-
-
 def cmd_eval_teacher(args: argparse.Namespace) -> int:
     import torch
 
@@ -195,12 +170,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae")
     export.add_argument("-o", "--out", default="assets/models/tiny")
     export.set_defaults(func=cmd_export)
-    evaluation = sub.add_parser("eval", help="evaluate the embedded model on held-out data")
-    evaluation.add_argument("--model", default="assets/models/tiny")
-    evaluation.add_argument("--out", default="runs/eval")
-    evaluation.add_argument("--minutes", type=float, default=10.0, help="drift stream length")
-    evaluation.add_argument("--threads", type=int, default=0)
-    evaluation.set_defaults(func=cmd_eval)
     check = sub.add_parser(
         "eval-teacher",
         help="lip-sync, silence and identity figures of a teacher's ODE, per speech guidance",

@@ -21,7 +21,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import replace
-from multiprocessing.connection import Connection, Listener
+from multiprocessing.connection import Connection, Listener, wait
 from typing import NoReturn
 
 import torch
@@ -40,6 +40,7 @@ POLL_S = 0.05
 PEER_REPORT_S = 1.0  # after a failure, how long the other ranks' reports are awaited
 PEER_LOST = ("by peer", "remote worker")  # how gloo/NCCL say a peer went away
 STOP_GRACE_S = 5.0  # a stopped rank that has not exited by then is killed
+WORKER_MODULE = "avatar_engine.runtime.worker"  # what each rank's process runs
 
 
 def default_devices(dit_ranks: int) -> tuple[str, ...]:
@@ -107,7 +108,7 @@ class DisaggregatedRuntime(Runtime):
         address = os.path.join(workdir, "runtime.sock")
         listener = Listener(address, family="AF_UNIX", authkey=authkey)
         env = {**os.environ, AUTHKEY_ENV: authkey.hex()}
-        command = [sys.executable, "-m", "avatar_engine.runtime.worker", address]
+        command = [sys.executable, "-m", WORKER_MODULE, address]
         self.procs = [
             subprocess.Popen([*command, str(rank)], env=env)
             for rank in range(self.settings.world_size)
@@ -123,8 +124,7 @@ class DisaggregatedRuntime(Runtime):
             self.conns = self._accept(deadline)
             for conn in self.conns:
                 send(conn, ("init", spec, self.settings))
-            for rank in range(self.settings.world_size):
-                self._expect(rank, "ready", deadline)
+            self._await_ready(deadline)
         except BaseException:
             self.close()
             raise
@@ -209,14 +209,19 @@ class DisaggregatedRuntime(Runtime):
                 raise TimeoutError("the runtime's ranks did not connect in time")
         return [accepted[rank] for rank in range(self.settings.world_size)]
 
-    def _expect(self, rank: int, kind: str, deadline: float) -> None:
-        while not self.conns[rank].poll(POLL_S):
-            self._check()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{role(rank, self.settings)} was not {kind} in time")
-        got, *_ = self._recv(rank)
-        if got != kind:
-            self._fail(rank, f"sent {got!r} where {kind!r} was expected")
+    def _await_ready(self, deadline: float) -> None:
+        """Every rank's "ready", in whatever order the ranks send it."""
+        waiting = {conn: rank for rank, conn in enumerate(self.conns)}
+        while waiting:
+            self._check_exits()
+            for conn in wait(list(waiting), POLL_S):
+                rank = waiting.pop(conn)
+                kind, *_ = self._recv(rank)
+                if kind != "ready":
+                    self._fail(rank, f"sent {kind!r} where 'ready' was expected")
+            if waiting and time.monotonic() > deadline:
+                silent = ", ".join(role(rank, self.settings) for rank in waiting.values())
+                raise TimeoutError(f"not ready in time: {silent}")
 
     def _recv(self, rank: int) -> tuple:
         """The rank's next message; fails the runtime on an error report or a lost rank."""
@@ -232,7 +237,8 @@ class DisaggregatedRuntime(Runtime):
         """Raise if any rank reported an error or exited."""
         for rank, conn in enumerate(self.conns):
             if rank != self.settings.decoder_rank and conn.poll(0):
-                self._recv(rank)  # a DiT rank only ever speaks up to report an error
+                kind, *_ = self._recv(rank)  # after "ready", a DiT rank only reports errors
+                self._fail(rank, f"sent {kind!r} unasked")
         self._check_exits()
 
     def _check_exits(self) -> None:

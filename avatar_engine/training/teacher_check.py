@@ -3,8 +3,11 @@ distilled from it?
 
 Its ODE (the one the student regresses on) is integrated on held-out clips twice, speaking
 and with every character listening, at several speech guidances (distill.teacher_ode); the
-decoded frames give the same lip-sync, silence and identity figures as `avatar eval` (without
-the run-time reference detail). A student regressed on this ODE reaches about its figures.
+decoded frames are judged by `avatar eval`'s face analyser: lip-sync (the inner-lip opening
+against the speech envelope), silence (the opening's spread listening over speaking) and
+identity (descriptor distance from the clip's picture), without the run-time reference detail.
+A student regressed on this ODE reaches about its figures. The clips are held out of training
+(the dev side: they choose settings), never the evaluation's test pool.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.training.batch import dit_inputs, encode_clip
 from avatar_engine.training.data.clips import make_clip
-from avatar_engine.training.data.motion import mouth_region
 from avatar_engine.training.distill import silenced, teacher_ode
-from avatar_engine.training.evaluate import EVAL_SEED, identity_psnr, lipsync, mouth_motion
+from avatar_engine.training.judge import faces, metrics
+from avatar_engine.training.judge.programs import EVAL_SEED
 from avatar_engine.training.teacher import TEACHER_CHUNKS, Speaker
 from avatar_engine.vae.model import WanVAE
 from avatar_engine.vae.video import to_uint8_frames
@@ -33,13 +36,13 @@ def teacher_speech(
     clips: int = 4,
     mouths_only: bool = False,
 ) -> dict[float, dict[str, float]]:
-    """Per guidance: the mean lip-sync of the speaking samples, the mouth motion of the
-    all-listening samples over that of the speaking ones, and the speaking samples' identity
-    PSNR outside the mouth (the first chunk, where a sample settles from the reference
-    picture, left out of the last two)."""
+    """Per guidance: the mean lip-sync of the speaking samples, the lip opening's spread in the
+    all-listening samples over that in the speaking ones, and the speaking samples' identity
+    distance (the first chunk, where a sample settles from the reference picture, left out of
+    the last two)."""
     g, size, stream = FrameGeometry.of_preset(preset), preset.stream.height, preset.stream
     settle = stream.video_frames_per_chunk
-    names = ("lipsync", "silence_ratio", "identity_psnr")
+    names = ("lipsync", "silence_ratio", "identity")
     scores = {guidance: {name: [] for name in names} for guidance in guidances}
     for index in range(clips):
         clip = make_clip(EVAL_SEED, index, geometry=g, size=size, held_out=True, kind="speaking",
@@ -47,18 +50,22 @@ def teacher_speech(
         with torch.no_grad():
             inputs = dit_inputs([encode_clip(vae, clip, preset)], teacher.encoder, g, preset)
         noise = torch.randn(inputs.x1.shape, generator=torch.Generator().manual_seed(index))
-        box, audio = mouth_region(clip.mouths[0], size), clip.audio.numpy()
-        quiet = _sample(teacher, vae, silenced(inputs), noise, 1.0, False)
-        quiet_motion = mouth_motion(quiet, box)[settle:].mean()
+        face = clip.face_boxes[0]
+        reference = faces.describe(to_uint8(clip.reference), face).descriptors[0]
+        quiet = _opening(_sample(teacher, vae, silenced(inputs), noise, 1.0, False), face)
         for guidance in guidances:
             talk = _sample(teacher, vae, inputs, noise, guidance, mouths_only)
+            track = faces.track_face(talk.numpy(), face, every=faces.DESCRIPTOR_EVERY)
+            opening = metrics.lip_opening(track.landmarks)
+            env = metrics.envelope(clip.audio.numpy(), len(opening), g.samples_per_frame)
+            after = np.arange(len(opening)) >= settle
             figures = scores[guidance]
-            figures["lipsync"].append(lipsync(talk, audio, box, g.samples_per_frame))
+            figures["lipsync"].append(metrics.lagged_sync(opening, env, after)[0])
             figures["silence_ratio"].append(
-                quiet_motion / max(mouth_motion(talk, box)[settle:].mean(), 1e-6)
+                metrics.ratio(metrics.spread(quiet[settle:]), metrics.spread(opening[settle:]))
             )
-            figures["identity_psnr"].append(
-                identity_psnr(talk[settle:], clip.reference, [box]).mean()
+            figures["identity"].append(
+                metrics.mean(metrics.descriptor_distance(track.descriptors[settle:], reference))
             )
     return {
         guidance: {name: float(np.mean(v)) for name, v in figures.items()}
@@ -71,3 +78,11 @@ def _sample(teacher: Speaker, vae: WanVAE, inputs, noise, guidance: float, mouth
     """[T, H, W, 3] uint8 frames of the teacher's ODE endpoint from this noise."""
     _, x = teacher_ode(teacher.dit, inputs, noise, (), guidance=guidance, mouths_only=mouths_only)
     return to_uint8_frames(vae.decode(x)[0])[0]
+
+
+def to_uint8(picture: torch.Tensor) -> np.ndarray:
+    return (picture * 255).round().to(torch.uint8).numpy()
+
+
+def _opening(frames: torch.Tensor, face) -> np.ndarray:
+    return metrics.lip_opening(faces.track_face(frames.numpy(), face).landmarks)

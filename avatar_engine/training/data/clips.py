@@ -37,7 +37,7 @@ class Clip:
     kind: str
 
 
-def _in_slot(p: Portrait, slot: int) -> Portrait:
+def in_slot(p: Portrait, slot: int) -> Portrait:
     """A half-size portrait's landmarks once it sits in column `slot` of a pair's frame."""
 
     def mx(v: float) -> float:
@@ -64,7 +64,7 @@ def compose_pair(rng: np.random.Generator, size: int, held_out: bool) -> tuple[t
     for slot in range(2):
         p = random_portrait(rng, half, held_out=held_out)
         canvas[top : top + half, slot * half : (slot + 1) * half] = p.image
-        people.append(_in_slot(p, slot))
+        people.append(in_slot(p, slot))
     return canvas, people
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from avatar_engine.audio.encoder import build_encoder
@@ -9,8 +10,8 @@ from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.audio.stream import extract_features
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.portraits import HELD_OUT_PHOTO, named_photo
-from avatar_engine.training.evaluate import lipsync, mouth_motion
 from avatar_engine.training.features import clip_windows
+from avatar_engine.training.judge import faces, metrics
 from tests.avatar_engine.training.conftest import MICRO_TRAIN
 
 GEOMETRY = FrameGeometry.of_preset(MICRO_TRAIN)
@@ -50,17 +51,19 @@ def test_speaking_flags_follow_chunks_and_pairs_have_one_speaker():
 
 
 def test_the_mouth_moves_with_speech_and_rests_in_silence():
+    """As the evaluation's face analyser sees it: the inner lips open with the speech, and
+    hardly move in silence."""
     talk = clip(4, "speaking", size=128)
     quiet = clip(4, "silence", size=128)
-    mx, my, mw = talk.mouths[0]
-    box = (slice(int((my - mw) * 128), int((my + 2 * mw) * 128)),
-           slice(int((mx - 1.5 * mw) * 128), int((mx + 1.5 * mw) * 128)))  # fmt: skip
-    frames = (talk.video * 255).round().to(torch.uint8)
-    assert lipsync(frames, talk.audio.numpy(), box, GEOMETRY.samples_per_frame) > 0.6
-    motion = mouth_motion(frames, box)
-    mx, my, mw = quiet.mouths[0]
-    still = mouth_motion((quiet.video * 255).round().to(torch.uint8), box).mean()
-    assert still < 0.2 * motion.mean()
+
+    def opening(c) -> np.ndarray:
+        u8 = (c.video * 255).round().to(torch.uint8).numpy()
+        return metrics.lip_opening(faces.track_face(u8, c.face_boxes[0]).landmarks)
+
+    speaking = opening(talk)
+    env = metrics.envelope(talk.audio.numpy(), len(speaking), GEOMETRY.samples_per_frame)
+    assert metrics.lagged_sync(speaking, env, np.ones(len(env), bool))[0] > 0.6
+    assert metrics.spread(opening(quiet)) < 0.25 * metrics.spread(speaking)
 
 
 def test_the_held_out_photo_has_a_detected_face():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,7 +26,8 @@ def test_guidance_zero_samples_the_listening_teacher_and_others_differ():
     for f in figures.values():
         assert math.isfinite(f["silence_ratio"]) and f["silence_ratio"] > 0
         assert -1 <= f["lipsync"] <= 1
-        assert 0 < f["identity_psnr"] < 100
+        # a random VAE draws no face: the analyser finds none, so there is no identity figure
+        assert math.isnan(f["identity"])
 
 
 def test_guidance_on_the_mouths_only_changes_the_samples_less():
@@ -34,5 +36,5 @@ def test_guidance_on_the_mouths_only_changes_the_samples_less():
     teacher = new_speaker(MICRO_TRAIN, seed=0).eval()
     plain = teacher_speech(teacher, vae, MICRO_TRAIN, [1.0, 3.0], clips=1)
     mouths = teacher_speech(teacher, vae, MICRO_TRAIN, [1.0, 3.0], clips=1, mouths_only=True)
-    assert mouths[1.0] == plain[1.0]
-    assert mouths[3.0] != plain[3.0]
+    np.testing.assert_equal(mouths[1.0], plain[1.0])  # NaN identity equals NaN here
+    assert mouths[3.0]["silence_ratio"] != plain[3.0]["silence_ratio"]

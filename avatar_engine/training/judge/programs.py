@@ -1,0 +1,162 @@
+"""What the evaluation judges: the model, streamed exactly as the app streams it, and three
+model-free baselines that must fail (a frozen picture, the mouth tinted by loudness, noise in
+the mouth while speaking). All lay the speech on the timeline the same way (plan_turns)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from avatar_engine.audio.encoder import SpeechEncoder
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.audio.turns import Turn, TurnPlan, plan_turns
+from avatar_engine.config import Preset
+from avatar_engine.model.dit import WanDiT
+from avatar_engine.scene import scene_from_image
+from avatar_engine.session import StreamSession
+from avatar_engine.training.data.motion import mouth_region
+from avatar_engine.training.data.portraits import Portrait
+from avatar_engine.vae.model import WanVAE
+
+EVAL_SEED = 10_000  # never a training seed
+BASELINES = ("frozen", "tinted", "noise")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A program's video of one clip."""
+
+    frames: torch.Tensor  # [T, H, W, 3] uint8, as the product shows them
+    raw: torch.Tensor  # [T, H, W, 3] uint8, as decoded, before the reference detail is restored
+    audio: np.ndarray  # [S] 16 kHz, sample 0 = the stream's frame 0
+    speaking: np.ndarray  # [K, T] bool per character and kept frame
+    index: np.ndarray  # [T] the stream's frame number of each kept frame
+
+
+def _picture_u8(picture: torch.Tensor) -> torch.Tensor:
+    return (picture * 255).round().to(torch.uint8)
+
+
+class Program:
+    """Renders clips: `chunks` chunks of a scene speaking `turns` (one after another, then
+    silence), keeping the frames whose stream number lies in `keep` (all by default)."""
+
+    name: str
+
+    def __init__(self, encoder: SpeechEncoder, preset: Preset):
+        self.encoder, self.preset = encoder, preset
+        self.geometry = FrameGeometry.of_preset(preset)
+
+    def render(
+        self,
+        people: list[Portrait],
+        picture: torch.Tensor,
+        turns: list[tuple[int, np.ndarray]],
+        chunks: int,
+        *,
+        keep: tuple[range, ...] | None = None,
+        progress: bool = False,
+    ) -> Rendered:
+        """Args: people's landmarks in `picture` [H, W, 3] float in [0, 1]; turns: (speaker,
+        16 kHz audio)."""
+        g = self.geometry
+        plan = plan_turns(self.encoder, self.preset, [Turn(k, w, g.sample_rate) for k, w in turns])
+        audio = plan.audio(g.sample_rate)
+        total = g.chunk_start_frame(chunks)
+        audio = np.pad(audio, (0, max(0, total * g.samples_per_frame - len(audio))))
+        frames, raws, flags, index = [], [], [], []
+        for c in tqdm(range(chunks), desc=self.name, disable=not progress, leave=False):
+            first, count = (
+                g.chunk_start_frame(c),
+                g.chunk_start_frame(c + 1) - g.chunk_start_frame(c),
+            )
+            routed, speaking = plan.inputs(c, len(people))
+            numbers = np.arange(first, first + count)
+            wanted = np.ones(count, bool) if keep is None else np.isin(numbers, _kept(keep))
+            shown, raw = self.chunk(c, plan, people, picture, routed, speaking, audio, numbers)
+            frames.append(shown[wanted])
+            raws.append(raw[wanted])
+            flags.append(speaking[0, :, None].expand(-1, int(wanted.sum())))
+            index.append(numbers[wanted])
+        return Rendered(
+            torch.cat(frames),
+            torch.cat(raws),
+            audio[: total * g.samples_per_frame],
+            torch.cat(flags, 1).numpy(),
+            np.concatenate(index),
+        )
+
+    def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
+        """(shown, raw) [n, H, W, 3] uint8 frames of chunk c (frame numbers `numbers`)."""
+        raise NotImplementedError
+
+
+def _kept(keep: tuple[range, ...]) -> np.ndarray:
+    return np.concatenate([np.arange(r.start, r.stop) for r in keep])
+
+
+class ModelProgram(Program):
+    """The student streamed as the app streams it: per-chunk speech features routed to the
+    speaker, two steps per chunk, decoded; the shown frames with the reference's detail
+    restored where the preset restores it, the raw ones without."""
+
+    name = "model"
+
+    def __init__(self, dit: WanDiT, encoder: SpeechEncoder, vae: WanVAE, preset: Preset):
+        super().__init__(encoder, preset)
+        self.dit, self.vae = dit, vae
+        self._session: StreamSession | None = None
+
+    def render(self, people, picture, turns, chunks, **kwargs) -> Rendered:
+        scene = scene_from_image(
+            self.vae, self.preset.dit, self.preset.stream, _picture_u8(picture),
+            [p.face_box for p in people],
+        )  # fmt: skip
+        self._session = StreamSession(
+            self.dit, self.preset.stream, scene, seed=EVAL_SEED, vae=self.vae
+        )
+        return super().render(people, picture, turns, chunks, **kwargs)
+
+    def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
+        session = self._session
+        raw = session.decoder.decode(session.next_chunk(routed, speaking))
+        shown = raw if session.detail is None else session.detail.restore(raw)
+        return shown.frames[0], raw.frames[0]
+
+
+class Baseline(Program):
+    """A model-free program: the reference picture, frozen ("frozen"), with each mouth's box
+    tinted red in proportion to the speech's loudness ("tinted"), or filled with uniform noise
+    ("noise"), in the speaker's mouth box while it speaks."""
+
+    def __init__(self, kind: str, encoder: SpeechEncoder, preset: Preset):
+        if kind not in BASELINES:
+            raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
+        super().__init__(encoder, preset)
+        self.name = kind
+        self.rng = np.random.default_rng(EVAL_SEED)
+
+    def chunk(self, c, plan: TurnPlan, people, picture, routed, speaking, audio, numbers):
+        g, size = self.geometry, picture.shape[0]
+        frames = _picture_u8(picture)[None].repeat(len(numbers), 1, 1, 1)
+        spf = g.samples_per_frame
+        for k, person in enumerate(people):
+            rows, cols = mouth_region(person.mouth, size)
+            region = frames[:, rows, cols].float()
+            if not bool(speaking[0, k]):
+                continue
+            if self.name == "tinted":
+                loud = np.array([np.sqrt(np.mean(audio[n * spf : (n + 1) * spf] ** 2))
+                                 for n in numbers])  # fmt: skip
+                alpha = torch.tensor(np.clip(loud / 0.1, 0, 1) * 0.7, dtype=torch.float32)
+                red = torch.tensor([200.0, 20.0, 30.0])
+                region = (
+                    region * (1 - alpha[:, None, None, None]) + red * alpha[:, None, None, None]
+                )
+            elif self.name == "noise":
+                region = torch.tensor(self.rng.uniform(0, 255, region.shape), dtype=torch.float32)
+            frames[:, rows, cols] = region.round().clamp(0, 255).to(torch.uint8)
+        return frames, frames
