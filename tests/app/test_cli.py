@@ -165,3 +165,39 @@ def test_eval_teacher_prints_the_figures_per_guidance(monkeypatch, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["guidance 2.5"] == {"lipsync": 0.5, "silence_ratio": 0.25}
     assert list(printed) == ["guidance 1", "guidance 2.5"]
+
+
+def test_eval_prints_the_table_and_writes_every_figure(monkeypatch, tmp_path, capsys):
+    import avatar_engine.training.judge.evaluate as evaluate
+    from avatar_engine.training.judge.pools import DEV
+
+    class Evaluation:
+        def __init__(self, pool, size, fps, samples_per_frame):
+            self.pool, self.labels = pool, ["flite:kal16"]
+            assert (size, fps, samples_per_frame) == (128, 25, 640)
+
+        def run(self, program, *, drift_minutes):
+            good = program.name == "model"
+            clip = dict(face_found=1.0, lipsync=0.7 if good else 0.0, control_other=0.1,
+                        control_shifted=0.2, margin=0.5 if good else -0.2, lag=1,
+                        sharpness=0.9, sharpness_raw=0.5, identity=0.3, identity_raw=0.4,
+                        identity_floor=0.25)  # fmt: skip
+            figures = evaluate.Figures(program.name, clips=[clip])
+            figures.portraits = {"x": {"silence": 0.1}}
+            figures.pair = {"left": 4.0, "right": 5.0}
+            figures.drift = {"identity_change": 0.01, "sharpness_change": -0.02}
+            assert drift_minutes == 0.5
+            return figures, {}
+
+    monkeypatch.setattr(evaluate, "Evaluation", Evaluation)
+    report = tmp_path / "figures.json"
+    argv = ["eval", "--out", str(tmp_path), "--json", str(report), "--minutes", "0.5"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model misses: nothing" in out and "| lip-sync" in out
+    assert "baseline frozen misses: lipsync, margin" in out
+    written = json.loads(report.read_text())
+    assert written["pool"] == "dev" and written["portraits"] == [s.name for s in DEV.portraits]
+    assert list(written["summary"]) == ["model", "frozen", "tinted", "noise"]
+    assert written["summary"]["model"]["lipsync"]["passes"] is True
+    assert written["figures"]["noise"]["clips"][0]["lipsync"] == 0.0

@@ -60,6 +60,12 @@ ROWS = (
 )  # fmt: skip
 
 
+def _spread(values: np.ndarray) -> float:
+    """Standard deviation over the finite values (0 for fewer than two)."""
+    finite = values[np.isfinite(values)]
+    return float(np.std(finite)) if len(finite) > 1 else 0.0
+
+
 def summary(figures: Figures) -> dict[str, dict]:
     """Per row: mean, spread (standard deviation over clips), n, and whether it passes."""
     out = {}
@@ -70,7 +76,7 @@ def summary(figures: Figures) -> dict[str, dict]:
             mean = float(np.median(values))  # a lag is a whole number of frames
         out[row.key] = dict(
             mean=mean,
-            spread=float(np.nanstd(values)) if len(values) > 1 else 0.0,
+            spread=_spread(values),
             n=len(values),
             target=row.target,
             passes=None if row.passes is None else bool(not math.isnan(mean) and row.passes(mean)),
