@@ -210,31 +210,37 @@ class Evaluation:
 
     def drift(self, program: Program, figures: Figures, minutes: float, progress: bool) -> None:
         """A long stream of talk and pauses: identity and sharpness of its first and last
-        minute (of its halves, in a stream shorter than two minutes)."""
+        block. The stream repeats one block of turns (about a minute; shorter in a short
+        stream), so the first and the last block hear the same speech at the same place in
+        their chunks: what differs between them is drift, not what was said."""
         source = self.pool.portraits[0]
         p, ref = source.portrait(self.size), self.references[source.name]
         rng = np.random.default_rng(EVAL_SEED)
-        turns, seconds = [], 0.0
-        while seconds < minutes * 60:
+        chunk_s = program.preset.stream.chunk_duration_s
+        block, seconds = [], 0.0
+        while seconds < min(60.0, minutes * 30):
             wave = self.speech[int(rng.integers(len(self.speech)))]
             pause = np.zeros(int(rng.uniform(0.5, 3.0) * self.rate), np.float32)
-            turns.append((0, np.concatenate([wave, pause])))
-            seconds += (len(wave) + len(pause)) / self.rate + program.preset.stream.chunk_duration_s
-        chunks = self.chunks_for(program, minutes * 60) - 1
-        total = program.geometry.chunk_start_frame(chunks)
-        minute = min(60 * self.fps, total // 2)
-        r = program.render([p], p.image, turns, chunks, progress=progress,
-                           keep=(range(0, minute), range(total - minute, total)))  # fmt: skip
-        settle = program.geometry.chunk_start_frame(1)
-        first = (r.index >= settle) & (r.index < minute)
-        for name, part in (("first", first), ("last", r.index >= minute)):
+            block.append((0, np.concatenate([wave, pause])))
+            seconds += (len(wave) + len(pause)) / self.rate
+        period = program.turn_chunks(block)  # chunks one block spans
+        repeats = max(2, round(minutes * 60 / (period * chunk_s)))
+        g = program.geometry
+        first = range(g.chunk_start_frame(1), g.chunk_start_frame(period))
+        last = range(g.chunk_start_frame((repeats - 1) * period + 1),
+                     g.chunk_start_frame(repeats * period))  # fmt: skip
+        r = program.render([p], p.image, block * repeats, repeats * period, progress=progress,
+                           keep=(first, last))  # fmt: skip
+        for name, window in (("first", first), ("last", last)):
+            part = np.isin(r.index, np.arange(window.start, window.stop))
             seen = look(r, ref, p.face_box, frames=part)
             talking = r.speaking[0][part]
-            figures.drift[f"{name}_minute_identity"] = metrics.mean(seen.identity)
-            figures.drift[f"{name}_minute_sharpness"] = metrics.mean(seen.detail[talking])
+            figures.drift[f"{name}_block_identity"] = metrics.mean(seen.identity)
+            figures.drift[f"{name}_block_sharpness"] = metrics.mean(seen.detail[talking])
         for what in ("identity", "sharpness"):
-            start, end = (figures.drift[f"{m}_minute_{what}"] for m in ("first", "last"))
+            start, end = (figures.drift[f"{m}_block_{what}"] for m in ("first", "last"))
             figures.drift[f"{what}_change"] = end / start - 1
+        figures.drift["minutes"] = repeats * period * chunk_s / 60
 
     def run(
         self, program: Program, *, drift_minutes: float, progress: bool = True

@@ -89,6 +89,13 @@ class Program:
             np.concatenate(index),
         )
 
+    def turn_chunks(self, turns: list[tuple[int, np.ndarray]]) -> int:
+        """How many chunks `turns` span on the timeline, up to the chunk the next turn after
+        them would start in."""
+        g = self.geometry
+        plan = plan_turns(self.encoder, self.preset, [Turn(k, w, g.sample_rate) for k, w in turns])
+        return max(plan.features) + 1
+
     def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
         """(shown, raw) [n, H, W, 3] uint8 frames of chunk c (frame numbers `numbers`)."""
         raise NotImplementedError

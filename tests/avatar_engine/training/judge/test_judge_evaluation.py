@@ -93,3 +93,10 @@ def test_a_model_run_yields_every_figure(evaluation, encoder):
     assert len(talk.audio) == len(talk.frames) * GEOMETRY.samples_per_frame
     assert talk.speaking[0].any() and not talk.speaking[0, -12:].any()  # silent after the turn
     assert not s["face_found"]["passes"]  # random weights draw noise, not a face
+
+
+def test_drift_compares_blocks_that_heard_the_same_speech(baselines):
+    for kind in ("frozen", "tinted"):  # deterministic programs: nothing drifts
+        drift = baselines[kind][0].drift
+        assert drift["identity_change"] == 0 and drift["sharpness_change"] == 0, kind
+        assert drift["minutes"] > 0.05
