@@ -38,6 +38,7 @@ class EngineBench:
     early_time_s: float  # median over the window, timed alternately with the late window
     late_chunk: int  # centre of the late timing window
     late_time_s: float
+    first_chunk_s: float  # chunk 0 (the sink), which also pays for the kernels' first launches
 
     @property
     def realtime_ratio(self) -> float:
@@ -109,6 +110,7 @@ def bench_engine(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     on_chunk: Callable[[int], None] | None = None,
+    matmul_ceiling_gflops: float | None = None,
 ) -> EngineBench:
     """Stream a randomly initialised model to chunk late_chunk + WINDOW/2, timing each chunk.
 
@@ -116,6 +118,8 @@ def bench_engine(
     session is brought to chunk 10 - WINDOW/2, and the two sessions' chunks around 10 and
     around late_chunk are timed alternately, so both windows see the same machine conditions.
     The speaker switches every 5 chunks so both speaking and listening paths run.
+    matmul_ceiling_gflops, when given, is a ceiling the caller measured (a GPU needs larger
+    matrices than the 1024³ default to reach its peak); otherwise it is measured here.
     """
     half = WINDOW // 2
     early_centre = 10
@@ -164,10 +168,13 @@ def bench_engine(
         chunk_time_s=statistics.median(times[WARMUP:]),
         chunk_duration_s=stream.chunk_duration_s,
         flops_per_chunk=chunk_flops(cfg, stream),
-        matmul_ceiling_gflops=matmul_ceiling(dev, dtype),
+        matmul_ceiling_gflops=matmul_ceiling(dev, dtype)
+        if matmul_ceiling_gflops is None
+        else matmul_ceiling_gflops,
         kv_cache_bytes=kv_cache_bytes(cfg, stream, itemsize=dtype.itemsize),
         early_chunk=early_centre,
         early_time_s=statistics.median(early_times),
         late_chunk=late_chunk,
         late_time_s=statistics.median(late_times),
+        first_chunk_s=times[0],
     )
