@@ -1,8 +1,9 @@
 """The calls one server runs: a fixed number at once, each with an engine of its own.
 
 A runtime streams one scene at a time, so each concurrent call needs its own engine. Engines
-are built on first need by the factory (in a thread) and reused by later calls; a call over
-capacity is refused at once (CallsBusy) and costs the running calls nothing.
+are built on first need by the factory (in a thread) and reused by later calls. Who gets a
+slot, and how long a call may keep it, is `Admission`'s and `CallLimits`' business: a call
+over capacity is refused (CallsBusy) and costs the running calls nothing.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from aiortc import RTCSessionDescription
 from app.avatar import AvatarEngine
 from app.characters import CharacterLibrary
 from app.conversation import Casting, CastRequest, prepare_conversation
-from app.local_call.call import CONNECT_TIMEOUT_S, LocalCall
+from app.local_call.admission import Admission, Slot, SlotPhase
+from app.local_call.call import CallPhase, LocalCall
+from app.local_call.limits import CallLimits
 from app.local_call.offer import parse_offer
 
 logger = logging.getLogger(__name__)
 
-CLOSING_WAIT_S = 5.0  # at capacity, how long a new call waits for one that is hanging up
-
-
-class CallsBusy(RuntimeError):
-    """Every call slot is taken."""
+LOCAL_CLIENT = "local"  # the caller's address when none is given (in-process callers, tests)
+SLOT_PHASES = {CallPhase.RUNNING: SlotPhase.RUNNING, CallPhase.CLOSING: SlotPhase.CLOSING}
 
 
 class LocalCalls:
@@ -37,47 +37,49 @@ class LocalCalls:
         engine_factory: Callable[[], AvatarEngine],
         library: CharacterLibrary,
         sessions: int = 1,
+        limits: CallLimits | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         ice_servers: tuple[str, ...] = (),
-        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         """Args:
         engine_factory: builds a new engine (blocking; called at most `sessions` times).
         sessions: calls at once.
+        limits: the connect window, call length and idle limits, and per-address limits.
         api_key, base_url: OpenAI Realtime's (default: the environment's; none: offline voice).
         ice_servers: STUN/TURN URLs for the calls' peer connections.
-        connect_timeout_s: an answered call that has not connected by then is ended.
         """
-        if sessions < 1:
-            raise ValueError(f"sessions must be 1 or more, not {sessions}")
         self.library, self.sessions = library, sessions
+        self.limits = limits or CallLimits()
+        self.admission = Admission(sessions=sessions, limits=self.limits)
         self._engine_factory = engine_factory
         self._api_key, self._base_url, self._ice_servers = api_key, base_url, ice_servers
-        self._connect_timeout = connect_timeout_s
         self._idle: list[AvatarEngine] = []  # built and free
         self._built: list[AvatarEngine] = []  # closed by aclose()
-        self._engines: dict[LocalCall, AvatarEngine] = {}
-        self._reserved = 0  # slots taken by calls being set up or running
+        self._calls: dict[LocalCall, tuple[AvatarEngine, Slot]] = {}
         self._closed = False
 
     @property
     def open_calls(self) -> list[LocalCall]:
-        return list(self._engines)
+        return list(self._calls)
 
     def casting(self, request: CastRequest) -> Casting:
         """Who the request names (blocking: reads pictures). LookupError if unknown."""
         return Casting.of(request, self.library)
 
-    async def offer(self, sdp: str, kind: str, request: CastRequest) -> RTCSessionDescription:
-        """The answer to a browser's offer for a call with the requested cast.
+    async def offer(
+        self, sdp: str, kind: str, request: CastRequest, *, client: str = LOCAL_CLIENT
+    ) -> RTCSessionDescription:
+        """The answer to a browser's offer, from the address `client`, for a call with the
+        requested cast.
 
         Raises OfferError (bad offer), LookupError (unknown character or scene), ValueError
-        (invalid id), CallsBusy (at capacity); nothing is left behind when it raises.
+        (invalid id), CallerLimited (this address's share is used), CallsBusy (at capacity);
+        nothing is left behind when it raises.
         """
         offer = parse_offer(sdp, kind)
         casting = await asyncio.to_thread(self.casting, request)
-        await self._reserve()
+        slot = await self.admission.admit(client)
         call: LocalCall | None = None
         try:
             engine = await self._take_engine()
@@ -93,44 +95,35 @@ class LocalCalls:
                 conversation=conversation,
                 names=names,
                 ice_servers=self._ice_servers,
+                limits=self.limits,
+                on_phase=self._on_phase,
                 on_closed=self._release,
-                connect_timeout_s=self._connect_timeout,
             )
-            self._engines[call] = engine
+            self._calls[call] = (engine, slot)
             answer = await call.answer(offer)
         except BaseException:
             if call is None:
-                self._reserved -= 1
+                self.admission.release(slot, abandoned=False)
             else:
                 await call.aclose()  # releases its slot and engine
             raise
-        logger.info("call answered", extra={"characters": list(names), "open": self._reserved})
+        logger.info(
+            "call answered", extra={"characters": list(names), "open": len(self.admission.held)}
+        )
         return answer
 
     async def aclose(self) -> None:
         """End every call, then close the engines."""
         self._closed = True
-        calls = list(self._engines)
+        self.admission.close()
+        calls = list(self._calls)
         await asyncio.gather(*(call.aclose() for call in calls), return_exceptions=True)
         for engine in self._built:
             await asyncio.to_thread(engine.close)
         self._built.clear()
         self._idle.clear()
 
-    # ---- slots and engines ---------------------------------------------------------------
-
-    async def _reserve(self) -> None:
-        if self._closed:
-            raise CallsBusy("the server is shutting down")
-        if self._reserved >= self.sessions:
-            closing = [c.closing for c in self._engines if c.closing is not None]
-            if closing:  # someone just hung up: their slot is about to be free
-                await asyncio.wait(closing, timeout=CLOSING_WAIT_S)
-        if self._reserved >= self.sessions:
-            raise CallsBusy(
-                f"all {self.sessions} call slot(s) are in use; try again when a call has ended"
-            )
-        self._reserved += 1
+    # ---- engines and slots ---------------------------------------------------------------
 
     async def _take_engine(self) -> AvatarEngine:
         if self._idle:
@@ -139,11 +132,17 @@ class LocalCalls:
         self._built.append(engine)
         return engine
 
+    def _on_phase(self, call: LocalCall) -> None:
+        held = self._calls.get(call)
+        if held is not None and call.phase in SLOT_PHASES:
+            self.admission.set_phase(held[1], SLOT_PHASES[call.phase])
+
     def _release(self, call: LocalCall) -> None:
-        engine = self._engines.pop(call, None)
-        if engine is None:
+        held = self._calls.pop(call, None)
+        if held is None:
             return
-        self._reserved -= 1
+        engine, slot = held
         if not self._closed:
             self._idle.append(engine)
-        logger.info("call closed", extra={"open": self._reserved})
+        self.admission.release(slot, abandoned=call.abandoned)
+        logger.info("call closed", extra={"open": len(self.admission.held)})

@@ -8,10 +8,13 @@ and ICE and DTLS parameters on every section.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from aiortc import RTCSessionDescription
 from aiortc.sdp import MediaDescription, SessionDescription
+
+logger = logging.getLogger(__name__)
 
 MAX_SDP_CHARS = 64 * 1024  # a browser's offer is a few kilobytes
 VIDEO_CODECS = {"vp8", "h264"}  # what aiortc encodes
@@ -39,12 +42,17 @@ def parse_offer(sdp: str, kind: str) -> Offer:
     try:
         parsed = SessionDescription.parse(sdp)
     except (AssertionError, ValueError, IndexError, KeyError, TypeError, StopIteration) as err:
-        raise OfferError(f"the SDP offer cannot be parsed ({type(err).__name__}: {err})") from None
+        # the parser's own words name aiortc's internals: the log keeps them
+        logger.info("unparsable SDP offer", extra={"error": f"{type(err).__name__}: {err}"})
+        raise OfferError(
+            "the SDP offer cannot be parsed: a line is not valid SDP (send the browser's offer "
+            "unchanged)"
+        ) from None
     media = parsed.media
     if not media:
         raise OfferError("the SDP offer has no media sections (m= lines)")
-    for section in media:
-        _check_transport(section)
+    for section, attributes in zip(media, _attributes(sdp), strict=False):
+        _check_transport(section, attributes)
     audio = [m for m in media if m.kind == "audio"]
     if not any(m.direction in SENDS and _codecs(m) & {"opus"} for m in audio):
         raise OfferError("the SDP offer sends no Opus audio: the call needs the microphone")
@@ -61,11 +69,28 @@ def _codecs(section: MediaDescription) -> set[str]:
     return {codec.mimeType.split("/")[-1].lower() for codec in section.rtp.codecs}
 
 
-def _check_transport(section: MediaDescription) -> None:
+def _attributes(sdp: str) -> list[set[str]]:
+    """The attribute names (a=NAME) that apply to each media section, the session's included:
+    aiortc drops a section's DTLS parameters whole when one of them is missing."""
+    session: set[str] = set()
+    sections: list[set[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append(set(session))
+        elif line.startswith("a="):
+            (sections[-1] if sections else session).add(line[2:].split(":", 1)[0])
+    return sections
+
+
+def _check_transport(section: MediaDescription, attributes: set[str]) -> None:
     where = f"the SDP offer's {section.kind} section"
     if section.ice is None or not section.ice.usernameFragment or not section.ice.password:
         raise OfferError(f"{where} has no ICE credentials (a=ice-ufrag, a=ice-pwd)")
     if section.dtls is None or not section.dtls.fingerprints:
+        if "fingerprint" in attributes and "setup" not in attributes:
+            raise OfferError(f"{where} has no DTLS role (a=setup)")
         raise OfferError(f"{where} has no DTLS fingerprint (a=fingerprint)")
     if section.kind in ("audio", "video") and not section.rtp.codecs:
         raise OfferError(f"{where} offers no codecs (a=rtpmap)")
+    if section.kind in ("audio", "video") and not section.rtcp_mux:
+        raise OfferError(f"{where} does not multiplex RTCP with RTP (a=rtcp-mux)")
