@@ -1,7 +1,8 @@
 """The LiveKit transport's server side: tokens for the call page.
 
 The page asks POST /api/livekit/token for a character or a scene and gets a token for one new
-room and one identity, valid for minutes. The token also carries the room's configuration,
+room and one identity, valid for two minutes (the page joins at once; LiveKit refreshes the
+token of a connected participant itself). The token also carries the room's configuration,
 which dispatches the avatar worker (app/worker.py, by agent name) with the cast as the job's
 metadata, so the worker joins that room and nothing else. The API key and secret only sign
 tokens here; neither is ever sent to the browser.
@@ -17,17 +18,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Request, Response
 from livekit import api
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.characters import CharacterLibrary, check_id
 from app.conversation import DEFAULT_CHARACTER, CastRequest
 from app.worker import DEFAULT_AGENT_NAME, agent_name_from
+from web.errors import ApiError
+from web.limits import RateLimit, check_call_rate, client_address
 
 URL_SCHEMES = ("wss", "ws", "https", "http")  # what livekit-client connects to
 CREDENTIALS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 CALLER_SOURCES = ["microphone"]  # all a caller may publish: its voice
+TOKEN_TTL_S = 120  # how long a token may be used to join; the joined call may last longer
+MAX_ID_CHARS = 64  # app.characters.ID_PATTERN's longest id
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class LiveKitSettings:
     url: str  # the LiveKit server as the browser reaches it (wss://...)
     api_key: str
     api_secret: str
-    ttl_s: int = 600  # how long a token may be used to join; the joined call may last longer
+    ttl_s: int = TOKEN_TTL_S
     agent_name: str = DEFAULT_AGENT_NAME  # the workers' name (app/worker.py)
 
     def __post_init__(self) -> None:
@@ -85,8 +90,8 @@ class TokenRequest(BaseModel):
     """POST /api/livekit/token: whom the call is with; neither: the default character."""
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ada
-    character: str | None = None
-    scene: str | None = None
+    character: str | None = Field(None, max_length=MAX_ID_CHARS)
+    scene: str | None = Field(None, max_length=MAX_ID_CHARS)
 
 
 class TokenResponse(BaseModel):
@@ -96,14 +101,20 @@ class TokenResponse(BaseModel):
     identity: str
 
 
-def livekit_router(settings: LiveKitSettings, *, library: CharacterLibrary) -> APIRouter:
+def livekit_router(
+    settings: LiveKitSettings, *, library: CharacterLibrary, call_starts: RateLimit | None = None
+) -> APIRouter:
     """POST /api/livekit/token: 200 {url, token, room, identity}; 404 for an unknown
-    character or scene and 422 for an invalid request, each with a `detail` that says why."""
+    character or scene, 400 for an invalid request and 429 when the address has started its
+    share of calls (`call_starts`: each token dispatches a worker), each with a `detail` that
+    says why (web/errors.py)."""
     router = APIRouter()
 
     @router.post("/api/livekit/token")
-    def token(body: TokenRequest, response: Response) -> TokenResponse:
+    def token(body: TokenRequest, request: Request, response: Response) -> TokenResponse:
         # sync: FastAPI runs it in a thread, off the event loop, as it reads the library
+        if call_starts is not None:
+            check_call_rate(call_starts, client_address(request.scope))
         kind, ident = _cast(body, library)
         room, identity = f"avatar-{secrets.token_hex(8)}", f"caller-{secrets.token_hex(8)}"
         jwt = mint_token(settings, room=room, identity=identity, metadata={kind: ident})
@@ -146,10 +157,10 @@ def _cast(body: TokenRequest, library: CharacterLibrary) -> tuple[str, str]:
         )
         check_id(kind, ident)
     except ValueError as err:
-        raise HTTPException(422, str(err)) from None
+        raise ApiError(400, "bad_request", str(err)) from None
     known = library.ids(kind)
     if ident not in known:
-        raise HTTPException(
-            404, f"no {kind} {ident!r}; known {kind}s: {', '.join(known) or 'none'}"
+        raise ApiError(
+            404, "not_found", f"no {kind} {ident!r}; known {kind}s: {', '.join(known) or 'none'}"
         )
     return kind, ident

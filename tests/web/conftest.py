@@ -139,8 +139,11 @@ async def make_offer() -> tuple[RTCPeerConnection, RTCDataChannel]:
     return pc, channel
 
 
-async def post_offer(base_url: str, body: dict) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+async def post_offer(base_url: str, body: dict, *, source: str = "127.0.0.1") -> httpx.Response:
+    """POST the offer from the loopback address `source` (127.0.0.0/8 is all loopback: another
+    address there is another caller to the server's per-address limits)."""
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, transport=transport) as http:
         return await http.post("/api/call/offer", json=body)
 
 
@@ -163,11 +166,11 @@ async def call_with(answer: Answerer, **who: str) -> ClientCall:
     return client
 
 
-async def call(base_url: str, **who: str) -> ClientCall:
-    """Call the server at base_url as the page does."""
+async def call(base_url: str, *, source: str = "127.0.0.1", **who: str) -> ClientCall:
+    """Call the server at base_url as the page does, from the loopback address `source`."""
 
     async def over_http(body: dict) -> dict:
-        response = await post_offer(base_url, body)
+        response = await post_offer(base_url, body, source=source)
         assert response.status_code == 200, f"offer refused: {response.status_code} {response.text}"
         return response.json()
 

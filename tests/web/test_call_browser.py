@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 import wave
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -157,9 +158,22 @@ def test_a_browser_calls_a_character_and_hears_it_answer(web_app, micro_engine, 
 
 def test_the_page_says_why_a_call_cannot_start(web_app):
     """An unknown character, a busy server, a denied microphone: each in words on the page."""
-    loop = asyncio.new_event_loop()  # the Python caller's (Playwright runs its own)
+    # The Python caller runs on a loop of its own in a thread while Playwright runs its own,
+    # so its call connects and stays up (a caller gone quiet would be ended).
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-caller", daemon=True)
+    thread.start()
+
+    def on_caller_loop(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+
+    async def connected(base_url: str):
+        client = await call(base_url, source="127.0.0.2", character="bo")  # another address
+        await client.frames(2)
+        return client
+
     with served(web_app) as base_url:
-        running = loop.run_until_complete(call(base_url, character="bo"))  # the one slot
+        running = on_caller_loop(connected(base_url))  # the one slot
         with sync_playwright() as p:
             allowed = launch(p, "--use-fake-ui-for-media-stream")
             denied = launch(p)  # no fake prompt: the microphone request is refused
@@ -175,7 +189,9 @@ def test_the_page_says_why_a_call_cannot_start(web_app):
             finally:
                 allowed.close()
                 denied.close()
-        loop.run_until_complete(running.close())
+        on_caller_loop(running.close())
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
     loop.close()
     assert unknown[0] == "Unknown character" and "no character 'nobody'" in unknown[1]
     assert start_disabled

@@ -21,6 +21,7 @@ from app.local_call import LocalCall
 from tests.app.conftest import build_micro_engine
 from tests.web.conftest import LIBRARY, call, calls_of, served, wait_until
 from web.app import create_app
+from web.limits import WebLimits
 
 CYCLES = 30
 WARM_UP = 3  # first calls load what every later call reuses (codecs, espeak, the loop's pools)
@@ -53,7 +54,10 @@ def measure_cycles() -> dict[str, float]:
     """Run in a fresh process: the heap other tests left behind (their engines, renders)
     makes resident memory drift by more than any bound a leak could be told apart from."""
     engine = build_micro_engine()
-    web_app = create_app(engine_factory=lambda: engine, library=LIBRARY, sessions=1)
+    many = WebLimits(calls_per_minute=10 * CYCLES)  # one address calls again and again
+    web_app = create_app(
+        engine_factory=lambda: engine, library=LIBRARY, sessions=1, web_limits=many
+    )
     calls = calls_of(web_app)
     process = psutil.Process()
     measured: dict[str, float] = {}
@@ -89,7 +93,7 @@ def measure_cycles() -> dict[str, float]:
         for kind in (LocalCall, RTCPeerConnection, AgentSession, AvatarVideoGenerator):
             measured[f"alive {kind.__name__}"] = alive(kind)
         measured["engine streaming"] = engine.stream_lock.locked()
-    measured["reserved slots"] = calls._reserved
+    measured["reserved slots"] = len(calls.admission.held)
     engine.close()
     return measured
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app import conversation
 from app.conversation import CastRequest
-from app.local_call import LocalCalls
+from app.local_call import CallLimits, LocalCalls
 from tests.web.conftest import LIBRARY, call, calls_of, make_offer, post_offer, served
 from web.app import create_app
 
@@ -104,8 +104,8 @@ def test_a_call_over_capacity_is_busy_and_the_running_call_plays_on(web_app, mic
         try:
             await first.frames(fps // 2)  # it plays
             pc, _ = await make_offer()
-            second = await post_offer(base_url, {"character": "bo", "sdp": pc.localDescription.sdp,
-                                                 "type": "offer"})  # fmt: skip
+            body = {"character": "bo", "sdp": pc.localDescription.sdp, "type": "offer"}
+            second = await post_offer(base_url, body, source="127.0.0.2")  # another caller
             await pc.close()
             before = first.video_frames
             await asyncio.sleep(1.0)
@@ -145,7 +145,11 @@ def test_a_call_right_after_a_hang_up_waits_for_its_slot_instead_of_busy(web_app
 
 
 def test_an_answered_call_that_never_connects_is_given_up(micro_engine):
-    calls = LocalCalls(engine_factory=lambda: micro_engine, library=LIBRARY, connect_timeout_s=0.5)
+    calls = LocalCalls(
+        engine_factory=lambda: micro_engine,
+        library=LIBRARY,
+        limits=CallLimits(connect_window_s=0.5),
+    )
 
     async def offer_and_vanish() -> tuple[int, float]:
         pc, _ = await make_offer()
@@ -158,7 +162,7 @@ def test_an_answered_call_that_never_connects_is_given_up(micro_engine):
 
     opened, took = asyncio.run(offer_and_vanish())
     assert opened == 1 and took < 5.0
-    assert calls._reserved == 0 and not micro_engine.stream_lock.locked()
+    assert calls.admission.held == [] and not micro_engine.stream_lock.locked()
 
 
 def test_the_server_ends_its_calls_when_it_stops(web_app, micro_engine):

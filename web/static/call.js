@@ -42,6 +42,8 @@
       setState("listening", "Listening");
     } else if (update.state === "waiting") {
       setState("connecting", "Waiting for the character…");
+    } else if (update.state === "ended") {
+      end(`The server ended the call: ${update.reason}.`); // too long, or nobody spoke
     }
   }
 
@@ -102,7 +104,7 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ ...who, sdp: pc.localDescription.sdp, type: "offer" }),
       });
-      if (response.status === 503) {
+      if (response.status === 503 || response.status === 429) {
         throw new CallError(`Busy: ${await detail(response)}`);
       }
       if (!response.ok) {

@@ -45,7 +45,8 @@
       } catch {
         // not JSON: the status text says enough
       }
-      throw new CallError(`The call could not start: ${why}`);
+      const busy = response.status === 429 || response.status === 503;
+      throw new CallError(busy ? `Busy: ${why}` : `The call could not start: ${why}`);
     }
     return response.json(); // {url, token, room, identity}
   }
