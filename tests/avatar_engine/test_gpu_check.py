@@ -50,7 +50,8 @@ def test_dry_run_on_cpu_writes_a_complete_report(tmp_path):
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCKER)  # every process of the run loads it
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(site))
+    # One thread: two threads' OpenMP barriers crawl when other jobs share the two cores.
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(site), OMP_NUM_THREADS="1")
     start = time.perf_counter()
     done = subprocess.run(
         [ROOT / "bin" / "gpu-check", out, "--device", "cpu", "--preset", "tiny"],
@@ -84,7 +85,8 @@ def test_dry_run_on_cpu_writes_a_complete_report(tmp_path):
     dit = sections["dit:tiny"]["figures"]
     assert dit["chunk_time_s"] > 0 and dit["flops_per_chunk"] > 0
     assert dit["achieved_tflops"] > 0 and dit["ceiling_tflops"] > 0
-    assert dit["share_of_ceiling"] == float(f"{dit['achieved_tflops'] / dit['ceiling_tflops']:.4g}")
+    share = dit["achieved_tflops"] / dit["ceiling_tflops"]  # both rounded to 4 digits
+    assert abs(dit["share_of_ceiling"] - share) <= 1e-3 * share
     assert dit["late_chunk"] == 21 and dit["early_chunk"] == 10 and dit["late_vs_early"] > 0
     assert dit["realtime_ratio"] == round(dit["chunk_time_s"] / dit["chunk_duration_s"], 4)
     assert dit["peak_rss_bytes"] > 0
