@@ -209,10 +209,11 @@ class Evaluation:
         return {"pair": r}
 
     def drift(self, program: Program, figures: Figures, minutes: float, progress: bool) -> None:
-        """A long stream of talk and pauses: identity and sharpness of its first and last
+        """A long stream of talk and pauses: identity and sharpness of its second and last
         block. The stream repeats one block of turns (about a minute; shorter in a short
-        stream), so the first and the last block hear the same speech at the same place in
-        their chunks: what differs between them is drift, not what was said."""
+        stream), so those blocks hear the same speech at the same place in their chunks: what
+        differs between them is drift, not what was said. (The first block does not line up:
+        the stream's first chunk is shorter than the others.)"""
         source = self.pool.portraits[0]
         p, ref = source.portrait(self.size), self.references[source.name]
         rng = np.random.default_rng(EVAL_SEED)
@@ -224,21 +225,23 @@ class Evaluation:
             block.append((0, np.concatenate([wave, pause])))
             seconds += (len(wave) + len(pause)) / self.rate
         period = program.turn_chunks(block)  # chunks one block spans
-        repeats = max(2, round(minutes * 60 / (period * chunk_s)))
+        repeats = max(3, round(minutes * 60 / (period * chunk_s)))
         g = program.geometry
-        first = range(g.chunk_start_frame(1), g.chunk_start_frame(period))
-        last = range(g.chunk_start_frame((repeats - 1) * period + 1),
-                     g.chunk_start_frame(repeats * period))  # fmt: skip
+
+        def frames_of(n: int) -> range:  # block n's video frames
+            return range(g.chunk_start_frame(n * period), g.chunk_start_frame((n + 1) * period))
+
+        first, last = frames_of(1), frames_of(repeats - 1)
         r = program.render([p], p.image, block * repeats, repeats * period, progress=progress,
                            keep=(first, last))  # fmt: skip
-        for name, window in (("first", first), ("last", last)):
+        for name, window in (("early", first), ("late", last)):
             part = np.isin(r.index, np.arange(window.start, window.stop))
             seen = look(r, ref, p.face_box, frames=part)
             talking = r.speaking[0][part]
             figures.drift[f"{name}_block_identity"] = metrics.mean(seen.identity)
             figures.drift[f"{name}_block_sharpness"] = metrics.mean(seen.detail[talking])
         for what in ("identity", "sharpness"):
-            start, end = (figures.drift[f"{m}_block_{what}"] for m in ("first", "last"))
+            start, end = (figures.drift[f"{m}_block_{what}"] for m in ("early", "late"))
             figures.drift[f"{what}_change"] = end / start - 1
         figures.drift["minutes"] = repeats * period * chunk_s / 60
 
