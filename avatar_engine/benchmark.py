@@ -58,6 +58,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median seconds of fn() after one untimed call (the first call of a shape builds its
+    kernels)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def matmul_ceiling(
     device: torch.device, dtype: torch.dtype, *, size: int = 1024, seconds: float = 1.0
 ) -> float:

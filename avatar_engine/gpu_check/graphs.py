@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from avatar_engine.benchmark import bench_inputs
+from avatar_engine.benchmark import bench_inputs, median_time
 from avatar_engine.config import PRESETS
-from avatar_engine.gpu_check.measure import peak_memory, reset_peak_memory, time_median
+from avatar_engine.gpu_check.measure import peak_memory, reset_peak_memory
 from avatar_engine.gpu_check.runner import Skip
 from avatar_engine.gpu_check.settings import CheckSettings
 from avatar_engine.model.audio import AudioConditioning
@@ -108,7 +108,7 @@ def cuda_graph(settings: CheckSettings, name: str) -> dict[str, Any]:
     dev = settings.torch_device
     figures: dict[str, Any] = {"at_preset": name, "steps_per_chunk": chunk.steps}
     with torch.inference_mode():
-        eager_s = time_median(chunk.run, settings.repeats, dev)
+        eager_s = median_time(chunk.run, settings.repeats, dev)
         figures["eager_chunk_s"] = eager_s
         snapshot = chunk.snapshot()
         eager = _same_caches(chunk, snapshot, chunk.run)
@@ -137,7 +137,7 @@ def cuda_graph(settings: CheckSettings, name: str) -> dict[str, Any]:
             return captured
 
         replayed = _same_caches(chunk, snapshot, replay)
-        graph_s = time_median(graph.replay, settings.repeats, dev)
+        graph_s = median_time(graph.replay, settings.repeats, dev)
     error = _relative_error(replayed, eager)
     figures.update(
         capturable=True,
@@ -163,7 +163,7 @@ def compiled(settings: CheckSettings, name: str) -> dict[str, Any]:
     chunk = steady_chunk(settings, name)
     dev = settings.torch_device
     with torch.inference_mode():
-        eager_s = time_median(chunk.run, settings.repeats, dev)
+        eager_s = median_time(chunk.run, settings.repeats, dev)
         snapshot = chunk.snapshot()
         eager = _same_caches(chunk, snapshot, chunk.run)
         fast = torch.compile(chunk.forward)
@@ -174,7 +174,7 @@ def compiled(settings: CheckSettings, name: str) -> dict[str, Any]:
         start = time.perf_counter()
         first = _same_caches(chunk, snapshot, run_compiled)  # compiles
         compile_s = time.perf_counter() - start
-        compiled_s = time_median(run_compiled, settings.repeats, dev)
+        compiled_s = median_time(run_compiled, settings.repeats, dev)
     error = _relative_error(first, eager)
     return {
         "at_preset": name,

@@ -10,7 +10,6 @@ import logging
 import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from avatar_engine.benchmark import bench_engine, matmul_ceiling, sync
+from avatar_engine.benchmark import bench_engine, matmul_ceiling, median_time
 from avatar_engine.config import PRESETS, Preset
 from avatar_engine.costs import summarize
 from avatar_engine.gpu_check.settings import CheckSettings
@@ -45,19 +44,6 @@ SDPA_KERNELS = {
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def time_median(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median seconds of fn() after one untimed call (the first launch of each kernel)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def ceiling_tflops(settings: CheckSettings) -> float:
@@ -176,7 +162,7 @@ def ceiling(settings: CheckSettings) -> dict[str, Any]:
     elements = (1 << 28 if settings.on_cuda else 1 << 24) // dtype.itemsize  # 256 / 16 MiB
     src = torch.empty(elements, device=dev, dtype=dtype).normal_()
     dst = torch.empty_like(src)
-    copy_s = time_median(lambda: dst.copy_(src), settings.repeats * 3, dev)
+    copy_s = median_time(lambda: dst.copy_(src), settings.repeats * 3, dev)
     best = max(tflops.values())
     copy_gbps = 2 * src.nbytes / copy_s / 1e9
     return {
@@ -272,11 +258,11 @@ def vae(settings: CheckSettings, vae_name: str, preset_name: str) -> dict[str, A
     repeats = settings.repeats
     with torch.inference_mode():
         _, state = model.decode(z)
-        steady_s = time_median(lambda: model.decode(z, state), repeats, dev)
-        rgb_s = time_median(
+        steady_s = median_time(lambda: model.decode(z, state), repeats, dev)
+        rgb_s = median_time(
             lambda: to_uint8_frames(model.decode(z, state)[0]).cpu(), repeats, dev
         )  # what the decoder rank does per chunk: frames as bytes on the host
-        first_s = time_median(lambda: model.decode(z), repeats, dev)
+        first_s = median_time(lambda: model.decode(z), repeats, dev)
     flops = steady_decode_flops(preset)
     rate = throughput(flops, steady_s, top)
     share = steady_s / stream.chunk_duration_s
@@ -343,7 +329,7 @@ def attention(settings: CheckSettings, name: str) -> dict[str, Any]:
     for backend, fn in _attention_backends().items():
         try:
             with torch.inference_mode():
-                seconds = time_median(lambda fn=fn: fn(q, k, v), settings.repeats, dev)
+                seconds = median_time(lambda fn=fn: fn(q, k, v), settings.repeats, dev)
                 out = fn(q, k, v).float()
             error = float((out - reference).norm() / reference.norm())
             results[backend] = {

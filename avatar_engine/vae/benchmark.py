@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from avatar_engine.benchmark import matmul_ceiling, sync
+from avatar_engine.benchmark import matmul_ceiling, median_time
 from avatar_engine.config import Preset
 from avatar_engine.vae.weights import random_vae
 
@@ -34,18 +31,6 @@ class VAEBench:
         return self.decode_s / self.chunk_duration_s
 
 
-def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    fn()  # first call of a shape builds the conv kernels
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_vae(
     preset: Preset,
     *,
@@ -66,9 +51,9 @@ def bench_vae(
     image = (torch.rand(1, 3, stream.height, stream.width, generator=gen) * 2 - 1).to(dev, dtype)
     with torch.inference_mode():
         _, state = vae.decode(z)
-        decode_s = _median_time(lambda: vae.decode(z, state), repeats, dev)
-        first_decode_s = _median_time(lambda: vae.decode(z), repeats, dev)
-        encode_image_s = _median_time(lambda: vae.encode_image(image), repeats, dev)
+        decode_s = median_time(lambda: vae.decode(z, state), repeats, dev)
+        first_decode_s = median_time(lambda: vae.decode(z), repeats, dev)
+        encode_image_s = median_time(lambda: vae.encode_image(image), repeats, dev)
     return VAEBench(
         preset=preset.name,
         device=str(dev),

@@ -139,6 +139,14 @@ async def make_offer() -> tuple[RTCPeerConnection, RTCDataChannel]:
     return pc, channel
 
 
+async def offer_sdp() -> str:
+    """A valid offer's SDP, its peer closed: a body to post when no call should follow."""
+    pc, _ = await make_offer()
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
 async def post_offer(base_url: str, body: dict, *, source: str = "127.0.0.1") -> httpx.Response:
     """POST the offer from the loopback address `source` (127.0.0.0/8 is all loopback: another
     address there is another caller to the server's per-address limits)."""

@@ -14,7 +14,15 @@ from fastapi.testclient import TestClient
 from app import conversation
 from app.conversation import CastRequest
 from app.local_call import CallLimits, LocalCalls
-from tests.web.conftest import LIBRARY, call, calls_of, make_offer, post_offer, served
+from tests.web.conftest import (
+    LIBRARY,
+    call,
+    calls_of,
+    make_offer,
+    offer_sdp,
+    post_offer,
+    served,
+)
 from web.app import create_app
 
 
@@ -30,14 +38,7 @@ def counted(micro_engine):
     return create_app(engine_factory=factory, library=LIBRARY, sessions=1), built
 
 
-async def good_offer() -> str:
-    pc, _ = await make_offer()
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
-GOOD = asyncio.run(good_offer())
+GOOD = asyncio.run(offer_sdp())
 NO_VIDEO = "\r\n".join(GOOD.split("m=video")[0].splitlines()) + "\r\n"
 MALFORMED = {
     "not SDP": ("hello", "not start with 'v=0'"),

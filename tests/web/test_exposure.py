@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store import Store
-from tests.web.conftest import LIBRARY, calls_of, make_offer, served
+from tests.web.conftest import LIBRARY, calls_of, offer_sdp, served
 from web.app import create_app
 from web.console import build_console
 from web.limits import WebLimits
@@ -29,14 +29,7 @@ LOGIN = ("ann", "pw-for-tests")
 OTHER_ADDRESS = ("192.0.2.9", 50000)  # TestClient's stand-in for another caller
 
 
-async def good_offer() -> str:
-    pc, _ = await make_offer()
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
-GOOD = asyncio.run(good_offer())
+GOOD = asyncio.run(offer_sdp())
 
 
 def basic(user: str, password: str) -> dict[str, str]:
