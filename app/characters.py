@@ -28,6 +28,8 @@ FACE_ZOOM = 0.5  # the face's width as a fraction of a portrait (the defaults' f
 
 def check_id(kind: str, value: str) -> str:
     """Ids name directories, so they must not be able to escape one."""
+    if not isinstance(value, str):  # an API client may send anything, e.g. null
+        raise ValueError(f"give a {kind} id (1-64 lowercase letters, digits, '-' or '_')")
     if not ID_PATTERN.match(value):
         raise ValueError(
             f"{kind} id {value!r} is not valid: use 1-64 lowercase letters, digits, '-' or '_', "

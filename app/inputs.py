@@ -17,6 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from avatar_engine.audio.pcm import MAX_RATE, MIN_RATE
 
 MiB = 1 << 20
+IMAGE_MAX_BYTES = 20 * MiB
+AUDIO_MAX_SECONDS = 300.0  # one --audio file, or a whole --script, for `avatar render`
 # Formats PIL decodes in-process; others (EPS runs Ghostscript) are refused.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
@@ -44,7 +46,7 @@ def _open_source(source: Path | bytes, what: str, max_bytes: int) -> Path | io.B
 def load_image(
     source: Path | bytes,
     *,
-    max_bytes: int = 20 * MiB,
+    max_bytes: int = IMAGE_MAX_BYTES,
     max_pixels: int = 40_000_000,
     min_side: int = 64,
 ) -> np.ndarray:
@@ -94,7 +96,7 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
 def load_audio(
     source: Path | bytes,
     *,
-    max_seconds: float = 300.0,
+    max_seconds: float = AUDIO_MAX_SECONDS,
     min_seconds: float = 0.1,
     max_bytes: int = 256 * MiB,
 ) -> tuple[np.ndarray, int]:
@@ -143,6 +145,8 @@ def _decode_with_av(
                 raise InputError(not_audio)
             stream = container.streams.audio[0]
             rate = stream.rate
+            if not rate:  # FFmpeg guessed the format from the name and found no audio in it
+                raise InputError(not_audio)
             _check_rate(rate)
             if stream.duration is not None and stream.time_base is not None:
                 _check_duration(float(stream.duration * stream.time_base), max_seconds, 0.0)

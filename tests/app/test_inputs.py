@@ -182,3 +182,13 @@ def test_bad_audio_files(tmp_path):
     soundfile.write(short, np.zeros(400, dtype=np.float32), 16000, format="WAV")
     with pytest.raises(InputError, match=r"0\.025 s long; it must last at least 0\.1 s"):
         load_audio(short.getvalue())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_bytes_named_mp3_are_not_audio(tmp_path, seed):
+    """FFmpeg picks an mp3 demuxer from the name and reports a stream at 0 Hz; that is no
+    audio, not a sample rate to complain about."""
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(np.random.default_rng(seed).bytes(100_000))
+    with pytest.raises(InputError, match=r"^the file is not audio in a supported format"):
+        load_audio(path)

@@ -287,3 +287,39 @@ def test_a_character_copied_in_by_hand_is_adopted(tmp_path: Path):
                                  revision=0)  # fmt: skip
     assert (saved.persona.name, saved.revision) == ("Zed", 1)
     assert len(list((root / "versions/characters/zed").iterdir())) == 2  # and the one before
+
+
+def persona(**texts) -> Persona:
+    return Persona(**({"name": "Nova", "instructions": "Be brief."} | texts))
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        ({"name": "N" * 81}, "the name is 81 characters long; the limit is 80"),
+        ({"instructions": "x" * 1_000_000}, "instructions is 1,000,000 characters long; the limit"),
+        ({"greeting": "Hi. " * 2500}, "the greeting is 10,000 characters long; the limit is 500"),
+        ({"lines": ["Yes."] * 201}, "there are 201 scripted lines; the limit is 200"),
+        ({"lines": ["Yes.", "y" * 501]}, "scripted line 2 is 501 characters long; the limit"),
+    ],
+)  # fmt: skip
+def test_texts_are_capped_with_their_limit(store: Store, texts: dict, message: str):
+    """A probe stored a 1 MB persona and previewed a 10,000-character greeting."""
+    portrait = astronaut_draft().portrait
+    before = library_snapshot(store.root)
+    with pytest.raises(ValueError, match=message):
+        store.save_character(CharacterDraft(persona(**texts), portrait))
+    with pytest.raises(ValueError, match="the scene's name is 81 characters long"):
+        store.save_scene(SceneDraft("S" * 81, ("ada", "bo")))
+    assert library_snapshot(store.root) == before
+    at_limits = persona(name="N" * 80, greeting="g" * 500, lines=["l" * 500] * 200)
+    assert store.save_character(CharacterDraft(at_limits, portrait)).persona == at_limits
+
+
+@pytest.mark.parametrize("ident", [None, 7, ["ada"]])
+def test_an_id_that_is_not_text_is_refused_in_words(store: Store, ident):
+    """`open_character(None)` raised a bare TypeError from the id pattern."""
+    with pytest.raises(ValueError, match="give a character id"):
+        store.character(ident)
+    with pytest.raises(ValueError, match="give a character id"):
+        store.delete_character(ident, revision=1)
