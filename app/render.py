@@ -7,6 +7,7 @@ silence to the last frame's end, so an mp4 of it has matching durations."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,17 @@ from avatar_engine.vae.stream import VideoChunk
 from llm_bridge.offline.tts import EspeakTTS
 from llm_bridge.persona import Persona
 
-__all__ = ["EngineBusy", "Rendered", "Turn", "render", "speak"]
+__all__ = ["EngineBusy", "RenderStopped", "Rendered", "Turn", "render", "speak"]
 
 LEAD_CHUNKS = 2  # submitted ahead of the one received: a disaggregated runtime overlaps them
 
 
 class EngineBusy(RuntimeError):
     """The engine is streaming a call; a render would have to wait for its end."""
+
+
+class RenderStopped(RuntimeError):
+    """render()'s `stop` was set: the frames made so far were dropped."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ def render(
     turns: Sequence[Turn],
     *,
     seed: int = 0,
+    max_seconds: float | None = None,
+    stop: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Rendered:
     """Turns spoken one after another (each from the chunk after the previous one's last), by
@@ -63,6 +70,9 @@ def render(
             stream's aspect ratio); face_boxes are fractions of that frame, one per character.
         turns: who speaks what; Turn.speaker indexes face_boxes. Turns at several rates are
             resampled to the highest of them.
+        max_seconds: where the clip is cut (None: where the speech ends).
+        stop: set from another thread to end the render before its next chunk
+            (RenderStopped; the engine is free again when it is raised).
         progress: called after each chunk with (frames done, frames in all).
     """
     if not turns:
@@ -77,6 +87,9 @@ def render(
     audio = plan.audio(rate)
     fps, geometry = engine.fps, engine.geometry
     total = -(-len(audio) * fps // rate)  # ceil: the frames the audio reaches into
+    if max_seconds is not None:
+        total = min(total, max(1, round(max_seconds * fps)))
+        audio = audio[: round(total * rate / fps)]
     audio = np.pad(audio, (0, round(total * rate / fps) - len(audio)))
     scene = engine.scene(picture, face_boxes)
     stream = engine.preset.stream
@@ -89,6 +102,8 @@ def render(
         try:
             ahead = 0
             for t in range(chunks):
+                if stop is not None and stop.is_set():
+                    raise RenderStopped("the render was stopped")
                 engine.runtime.submit(*plan.inputs(t, len(face_boxes)))
                 ahead += 1
                 if ahead > LEAD_CHUNKS:

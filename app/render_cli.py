@@ -71,11 +71,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_render(args: argparse.Namespace, *, engine: AvatarEngine | None = None) -> int:
-    """Exit 2 with one line on stderr for anything the user can fix; write nothing then.
+    """Exit 2 with one line on stderr for anything the user can fix, and 130 on Ctrl-C; write
+    nothing then.
 
     Args:
         engine: an AvatarEngine to render with (tests); None builds --model's.
     """
+    try:
+        return _render(args, engine)
+    except KeyboardInterrupt:
+        print("\navatar render: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _render(args: argparse.Namespace, engine: AvatarEngine | None) -> int:
     from tqdm import tqdm
 
     from app.conversation import load_engine
@@ -131,6 +140,12 @@ def _cast(args: argparse.Namespace) -> Cast:
             raise InputError("--script needs --scene or --character (a script names who speaks)")
         image = load_image(args.image)
         faces = detect_faces(image)
+        if not faces:
+            print(
+                f"avatar render: no face was found in {args.image.name}; the centre of the "
+                "picture speaks",
+                file=sys.stderr,
+            )
         crop = crop_portrait(image, faces[0] if faces else None)  # none found: the centre
         return Cast(crop.image, list(crop.face_boxes), ["image"], [None])
     library = Store(args.data).library
@@ -159,10 +174,11 @@ def _turns(args: argparse.Namespace, cast: Cast) -> list[Turn]:
 
 
 def parse_script(path: Path, cast: Cast) -> list[Turn]:
-    """The script's turns (SCRIPT_FORMAT), text already spoken."""
+    """The script's turns (SCRIPT_FORMAT), text already spoken; together at most
+    AUDIO_MAX_SECONDS, as one --audio file (refused at the first turn past it)."""
     from livekit.agents import APIError
 
-    from app.inputs import InputError, load_audio
+    from app.inputs import AUDIO_MAX_SECONDS, InputError, load_audio
     from app.render import Turn, speak
 
     if not path.is_file():
@@ -171,7 +187,7 @@ def parse_script(path: Path, cast: Cast) -> list[Turn]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"the script {path} is not UTF-8 text") from None
-    turns = []
+    turns, seconds = [], 0.0
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -190,6 +206,12 @@ def parse_script(path: Path, cast: Cast) -> list[Turn]:
                 wave, rate = speak(cast.personas[speaker], what)
         except (InputError, RuntimeError, APIError) as err:
             raise InputError(f"{where}: {err}") from None
+        seconds += len(wave) / rate
+        if seconds > AUDIO_MAX_SECONDS:
+            raise InputError(
+                f"{where}: the script's speech reaches {seconds:.1f} s; the limit is "
+                f"{AUDIO_MAX_SECONDS:g} s in all, as for one --audio file"
+            )
         turns.append(Turn(speaker, wave, rate))
     if not turns:
         raise InputError(f"the script {path} has no turns")

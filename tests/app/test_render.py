@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import threading
 
 import av
 import numpy as np
@@ -16,7 +17,7 @@ from PIL import Image
 from skimage import data
 
 from app.characters import CharacterLibrary
-from app.render import Turn, render, speak
+from app.render import RenderStopped, Turn, render, speak
 from app.render_cli import add_parsers, cmd_render
 
 
@@ -101,7 +102,7 @@ def test_avatar_render_a_scene_from_a_script(micro_engine, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("who", ["character", "photo", "faceless image"])
-def test_avatar_render_one_character(micro_engine, tmp_path, who):
+def test_avatar_render_one_character(micro_engine, tmp_path, capsys, who):
     soundfile.write(tmp_path / "line.wav", tone(0.7, 16000), 16000)
     picture = tmp_path / "picture.png"
     if who == "photo":  # a real photo: its detected face is framed and speaks
@@ -116,6 +117,8 @@ def test_avatar_render_one_character(micro_engine, tmp_path, who):
     frames, video_s, sound_s = mp4_facts(out)
     assert frames == math.ceil(0.7 * micro_engine.fps)
     assert abs(video_s - 0.7) <= 1 / micro_engine.fps and abs(sound_s - 0.7) <= 1 / micro_engine.fps
+    no_face = "avatar render: no face was found in picture.png; the centre of the picture speaks"
+    assert (no_face in capsys.readouterr().err) == (who == "faceless image")
 
 
 def bad_png(tmp_path) -> str:
@@ -164,3 +167,104 @@ def test_bad_input_exits_2_with_one_line_and_no_file(micro_engine, tmp_path, cap
     assert err.startswith("avatar render: ") and len(err.splitlines()) == 1
     assert re.search(message, err), err
     assert not out.exists() and not list(tmp_path.rglob("*.mp4"))
+
+
+def test_a_script_is_held_to_the_audio_limit(micro_engine, tmp_path, capsys):
+    """Each file under 300 s, together over it: refused at the turn that passes the limit,
+    before anything is rendered (a probe rendered 13 x 290 s)."""
+    for name in ("a.wav", "b.wav"):  # 160 s each, at 4 kHz to keep the files small
+        soundfile.write(tmp_path / name, np.zeros(160 * 4000, dtype=np.int16), 4000)
+    script = tmp_path / "script.txt"
+    script.write_text("ada: a.wav\nbo: b.wav\nada: Never reached.\n")
+    out = tmp_path / "long.mp4"
+    args = parse("--scene", "duo", "--script", str(script), "-o", str(out))
+    args.data = tmp_path / "no-library"
+    submitted = []
+    engine = SpyEngine(micro_engine, on_submit=lambda: submitted.append(1))
+    assert cmd_render(args, engine=engine) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "avatar render: script line 2: the script's speech reaches 320.0 s; the limit is 300 s "
+        "in all, as for one --audio file"
+    )
+    assert not submitted and not out.exists()
+
+
+class SpyEngine:
+    """An engine whose runtime calls `on_submit` before each chunk it is given."""
+
+    def __init__(self, engine, *, on_submit):
+        self._engine, self._on_submit = engine, on_submit
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    @property
+    def runtime(self):
+        spy = self
+
+        class Runtime:
+            def __getattr__(self, name):
+                return getattr(spy._engine.runtime, name)
+
+            def submit(self, *inputs):
+                spy._on_submit()
+                return spy._engine.runtime.submit(*inputs)
+
+        return Runtime()
+
+
+@pytest.mark.parametrize("when", ["rendering", "saving"])
+def test_ctrl_c_exits_130_with_one_line_and_no_file(micro_engine, tmp_path, capsys, when):
+    """Ctrl-C printed a traceback; now one line, exit 130, no file (not even the .part.mp4
+    being written), and the engine free again."""
+    seconds = 1.0 if when == "rendering" else 0.3  # 3 chunks, or 1 to save
+    soundfile.write(tmp_path / "line.wav", tone(seconds, 16000), 16000)
+    out = tmp_path / "cut.mp4"
+    args = parse("--character", "ada", "--audio", str(tmp_path / "line.wav"), "-o", str(out))
+    args.data = tmp_path / "no-library"
+    chunks, frames = [], []
+
+    def interrupt_at_the_second_chunk():
+        chunks.append(1)
+        if when == "rendering" and len(chunks) == 2:
+            raise KeyboardInterrupt
+
+    def interrupt_mid_file(*args, **kwargs):
+        frames.append(1)
+        if len(frames) == 3:
+            raise KeyboardInterrupt
+        return from_ndarray(*args, **kwargs)
+
+    from_ndarray = av.VideoFrame.from_ndarray
+    with pytest.MonkeyPatch.context() as patch:
+        if when == "saving":
+            patch.setattr(av.VideoFrame, "from_ndarray", interrupt_mid_file)
+        engine = SpyEngine(micro_engine, on_submit=interrupt_at_the_second_chunk)
+        assert cmd_render(args, engine=engine) == 130
+    assert len(frames) == (3 if when == "saving" else 0)
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "avatar render: interrupted; nothing was written"
+    assert "Traceback" not in err
+    assert not list(tmp_path.rglob("*.mp4"))  # neither the mp4 nor its .part.mp4
+    assert not micro_engine.stream_lock.locked()  # the engine is free for the next render
+
+
+def test_render_stops_when_asked_and_cuts_at_max_seconds(micro_engine):
+    picture = np.full((64, 64, 3), 128, dtype=np.uint8)
+    box = [(0.2, 0.2, 0.8, 0.8)]
+    speech = [Turn(0, tone(1.0, 16000), 16000)]
+    cut = render(micro_engine, picture, box, speech, max_seconds=0.2)
+    assert len(cut.frames) == round(0.2 * micro_engine.fps) and len(cut.audio) == 3200
+
+    stop, submitted = threading.Event(), []
+
+    def submit_one_then_stop():
+        submitted.append(1)
+        stop.set()  # as if cancelled while the first chunk renders
+
+    spy = SpyEngine(micro_engine, on_submit=submit_one_then_stop)
+    with pytest.raises(RenderStopped, match="the render was stopped"):
+        render(spy, picture, box, speech, stop=stop)
+    assert len(submitted) == 1  # of 3 chunks
+    assert not micro_engine.stream_lock.locked()
