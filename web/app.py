@@ -26,6 +26,7 @@ from app.characters import CharacterLibrary
 from app.conversation import CastRequest
 from app.local_call import CallLimits, LocalCalls, OfferError
 from app.local_call.offer import MAX_SDP_CHARS
+from app.store import UPLOAD_MAX_BYTES
 from web.access import ConsoleSession, LoginGate
 from web.errors import ApiError, install_error_handlers
 from web.limits import BodyLimit, RateLimit, WebLimits, check_call_rate, client_address
@@ -131,7 +132,9 @@ def create_app(
     if console is not None:
         import gradio as gr
 
-        app = gr.mount_gradio_app(app, console, path=CONSOLE_PATH, auth=login)
+        app = gr.mount_gradio_app(
+            app, console, path=CONSOLE_PATH, auth=login, max_file_size=UPLOAD_MAX_BYTES
+        )
         # Only in an app that launch() started does Gradio refuse a request's file that did not
         # come through its upload route; a mounted one keeps has_launched False, so it would
         # copy any path a client names into its cache and hand the copy to the actions.

@@ -4,10 +4,12 @@ random micro engine and are checked by decoding the mp4."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +29,11 @@ from skimage import data
 
 from app.characters import ASSETS
 from app.render import speak
-from app.store import Store
+from app.store import UPLOAD_MAX_BYTES, Store
 from avatar_engine.audio.turns import plan_turns
 from tests.app.test_inputs import png_claiming
 from tests.app.test_store import library_snapshot
-from tests.web.conftest import served
+from tests.web.conftest import served, wait_until
 from tests.web.test_call_browser import ARTIFACTS, launch
 from web.app import create_app
 from web.console import build_console
@@ -44,6 +46,7 @@ class Console:
     client: Client
     store: Store
     url: str
+    previews: Path  # where this console's preview mp4s are written
 
     def call(self, api: str, *args):
         return self.client.predict(*args, api_name=api)
@@ -55,12 +58,14 @@ class Console:
 @pytest.fixture
 def console(tmp_path: Path, micro_engine) -> Iterator[Console]:
     store = Store(tmp_path / "data")
-    blocks = build_console(store, render_engine=lambda: micro_engine)
+    previews = tmp_path / "previews"
+    previews.mkdir()
+    blocks = build_console(store, render_engine=lambda: micro_engine, preview_dir=previews)
     app = create_app(engine_factory=lambda: micro_engine, library=store.library, console=blocks)
     with served(app) as base:
         url = f"{base}/console/"
         client = Client(url, verbose=False, analytics_enabled=False, download_files=tmp_path)
-        yield Console(client, store, url)
+        yield Console(client, store, url, previews)
 
 
 def png(path: Path, image: np.ndarray) -> Path:
@@ -179,10 +184,10 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     text.write_text("these are notes, not a picture\n")
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    long = tmp_path / "long.wav"  # 2 hours by its header; sparse on disk
+    long = tmp_path / "long.wav"  # 2 minutes by its header (under the upload limit); sparse
     soundfile.write(long, np.zeros(16000, dtype=np.int16), 16000, subtype="PCM_16")
     header = bytearray(long.read_bytes()[:44])
-    data_bytes = 2 * 3600 * 16000 * 2
+    data_bytes = 120 * 16000 * 2
     header[4:8], header[40:44] = struct.pack("<I", 36 + data_bytes), struct.pack("<I", data_bytes)
     with long.open("wb") as f:
         f.write(header)
@@ -198,7 +203,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         ("huge", "the image is larger than the limit of 40 megapixels"),
         ("text", "not a picture in a supported format"),
         ("empty", "is empty \\(0 bytes\\)"),
-        ("long", "7200.0 s long; the limit is 30 s"),
+        ("long", "120.0 s long; the limit is 30 s"),
         ("traversal", "character id '../../etc' is not valid"),
         ("no picture", "upload a picture of the character"),
         ("bad espeak voice", "espeak-ng cannot speak with voice 'xx-nope'"),
@@ -232,7 +237,7 @@ def test_bad_uploads_are_refused_when_inspected(console: Console, tmp_path: Path
     files = bad_files(tmp_path)
     with pytest.raises(AppError, match="not a picture"):
         console.call("/inspect_picture", handle_file(files["text"]), 0)
-    with pytest.raises(AppError, match="7200.0 s long"):
+    with pytest.raises(AppError, match="120.0 s long"):
         console.call("/inspect_voice", handle_file(files["long"]))
 
 
@@ -325,10 +330,13 @@ def test_a_preview_reports_its_progress_up_to_the_last_frame(tmp_path: Path, mic
     store = Store(tmp_path / "data")
     actions = CharacterActions(store, PreviewRenderer(lambda: micro_engine), call_path="/call")
     reports = []
-    video = actions.preview(
-        "greeting (espeak voice)",
-        *form(id="bo", name="Bo", greeting="Hey."),
-        progress=lambda value, **how: reports.append(value),
+    video = asyncio.run(
+        actions.preview(
+            "greeting (espeak voice)",
+            None,  # no gradio request: a direct call
+            *form(id="bo", name="Bo", greeting="Hey."),
+            progress=lambda value, **how: reports.append(value),
+        )
     )
     with av.open(video) as container:
         frames = sum(1 for _ in container.decode(video=0))
@@ -380,3 +388,93 @@ def test_the_page_opens_a_character_and_shows_the_faces_of_an_upload(
         finally:
             browser.close()
     assert errors == []
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_stored(console: Console, tmp_path):
+    """Gradio took a 200 MB upload into its temp folder before any check; now its upload
+    route stops at the largest file the library takes (app.store.UPLOAD_MAX_BYTES)."""
+    assert UPLOAD_MAX_BYTES == 20 * 2**20
+    with httpx.Client(base_url=console.url, timeout=60) as http:
+        assert http.get("config").json()["max_file_size"] == UPLOAD_MAX_BYTES  # the page's
+        big = tmp_path / "big-upload-e5d1.png"
+        with big.open("wb") as f:
+            f.truncate(UPLOAD_MAX_BYTES + 1)
+        with big.open("rb") as f:
+            refused = http.post("gradio_api/upload", files={"files": (big.name, f)})
+        assert refused.status_code == 413
+        assert f"maximum allowed size of {UPLOAD_MAX_BYTES} bytes" in refused.text
+    assert not list(Path(get_upload_folder()).rglob(big.name))
+    assert upload(console.url, png(tmp_path / "small.png", data.astronaut()))  # others pass
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("greeting", "Hello" * 2000, "the greeting is 10,000 characters long; the limit is 500"),
+        ("instructions", "x" * 1_000_000, "instructions is 1,000,000 characters long"),
+        ("lines", "Yes.\n" * 201, "there are 201 scripted lines; the limit is 200"),
+    ],
+)
+def test_long_texts_are_refused_with_their_limit(console: Console, field, text, message):
+    """A 1 MB persona was saved and a 10,000-character greeting previewed (15,557 frames)."""
+    before = library_snapshot(console.store.root)
+    with pytest.raises(AppError, match=message):
+        console.call("/save_character", 1, *form(id="ada", **{field: text}))
+    with pytest.raises(AppError, match=message):
+        console.call(
+            "/preview_character", "greeting (espeak voice)", *form(id="ada", **{field: text})
+        )
+    assert library_snapshot(console.store.root) == before
+    assert not list(console.previews.rglob("*.mp4"))
+
+
+def test_opening_no_character_says_so(console: Console):
+    """open_character(None) answered with a raw TypeError."""
+    with pytest.raises(AppError, match="give a character id"):
+        console.call("/open_character", None)
+    with pytest.raises(AppError, match="give a scene id"):
+        console.call("/open_scene", None)
+
+
+def fn_index(url: str, api: str) -> int:
+    dependencies = httpx.get(f"{url}config").json()["dependencies"]
+    return next(d["id"] for d in dependencies if d["api_name"] == api)
+
+
+def test_a_preview_cancelled_through_the_page_stops_rendering(
+    console: Console, micro_engine, monkeypatch
+):
+    """Cancelling (the page's stop button posts gradio's /cancel) did not stop the render:
+    it ran to its end and wrote its mp4. Now it stops at its next chunk and writes nothing."""
+    submitted = []
+    submit = micro_engine.runtime.submit
+    monkeypatch.setattr(
+        micro_engine.runtime, "submit", lambda *a: (submitted.append(1), submit(*a))[1]
+    )
+    preview = fn_index(console.url, "preview_character")
+    config = httpx.get(f"{console.url}config").json()
+    stop = [d for d in config["dependencies"] if preview in (d.get("cancels") or [])]
+    assert len(stop) == 1  # the tab's "Stop preview" button cancels it
+
+    session = "cancel-test"
+    greeting = "Hello, I am Nova. I speak for a while, so that this preview takes some chunks."
+    with httpx.Client(base_url=console.url, timeout=60) as http:
+        joined = http.post("gradio_api/queue/join", json={
+            "data": ["greeting (espeak voice)", *form(id="ada", greeting=greeting)],
+            "fn_index": preview, "session_hash": session, "event_data": None,
+            "trigger_id": None})  # fmt: skip
+        assert joined.status_code == 200, joined.text
+        event = joined.json()["event_id"]
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}):
+            wait_until(lambda: submitted, timeout=60)  # its first chunk is rendering
+            cancelled = http.post(
+                "gradio_api/cancel",
+                json={"session_hash": session, "fn_index": preview, "event_id": event},
+            )
+            assert cancelled.status_code == 200, cancelled.text
+            assert not micro_engine.stream_lock.locked()  # stopped before /cancel answered
+    chunks = len(submitted)
+    speech, rate = speak(console.store.character("ada").persona, greeting)
+    assert chunks <= 2 < micro_engine.geometry.chunk_of_frame(len(speech) * 25 // rate)
+    time.sleep(0.5)
+    assert len(submitted) == chunks and not list(console.previews.rglob("*.mp4"))

@@ -3,6 +3,7 @@ it needs from the form and the store, so every one of them is also a plain API c
 
 from __future__ import annotations
 
+import asyncio
 import html
 import shutil
 from dataclasses import dataclass, replace
@@ -12,15 +13,28 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from app.characters import Face, check_id, crop_portrait
+from app.characters import Face, FaceCrop, check_id, crop_portrait
 from app.inputs import load_audio, load_image
 from app.render import Turn
-from app.store import VOICE_MAX_SECONDS, VOICE_RATE, CharacterDraft, Store, prepare_voice
+from app.store import (
+    VOICE_MAX_BYTES,
+    VOICE_MAX_SECONDS,
+    VOICE_RATE,
+    CharacterDraft,
+    Store,
+    prepare_voice,
+)
 from avatar_engine.training.data.portraits import detect_faces
 from llm_bridge.offline.tts import check_voice
 from llm_bridge.persona import Persona
 from web.console.errors import user_errors
-from web.console.preview import PreviewRenderer, draw_faces, say
+from web.console.preview import (
+    PreviewRenderer,
+    draw_faces,
+    preview_owner,
+    progress_reports,
+    say,
+)
 
 NEW = ""  # the picker's value for a character not saved yet
 SPEAK_GREETING, SPEAK_SAMPLE = "greeting (espeak voice)", "voice sample"
@@ -178,25 +192,35 @@ class CharacterActions:
         return (self.picker(NEW), *self.open(NEW))
 
     @user_errors
-    def preview(self, speech: str, *fields: Any, progress=gr.Progress()) -> str:  # noqa: B008
+    async def preview(
+        self,
+        speech: str,
+        request: gr.Request | None,
+        *fields: Any,
+        progress=gr.Progress(),  # noqa: B008
+    ) -> str:
         """An mp4 of the character as the form has it (saved or not) saying its greeting in
-        its espeak voice, or its voice sample."""
+        its espeak voice, or its voice sample; at most the previews' length, after the
+        previews that came first (`request`: whose page asks; gradio passes it)."""
         form = CharacterForm.of(*fields)
+        portrait, turn = await asyncio.to_thread(self._preview_turn, speech, form)
+        progress(0, desc="Rendering")
+        path = await self.previews.render(
+            preview_owner(request),
+            portrait.image,
+            portrait.face_boxes,
+            [turn],
+            **progress_reports(progress),
+        )
+        return str(path)
+
+    def _preview_turn(self, speech: str, form: CharacterForm) -> tuple[FaceCrop, Turn]:
         draft = self._draft(form)
         if speech == SPEAK_SAMPLE:
             if draft.voice is None:
                 raise ValueError("there is no voice sample: upload one, or preview the greeting")
-            turn = Turn(0, draft.voice, VOICE_RATE)
-        else:
-            turn = say(draft.persona, draft.persona.greeting)
-        progress(0, desc="Rendering")
-        path = self.previews.render(
-            draft.portrait.image,
-            draft.portrait.face_boxes,
-            [turn],
-            progress=lambda done, total: progress((done, total), desc="Rendering", unit="frames"),
-        )
-        return str(path)
+            return draft.portrait, Turn(0, draft.voice, VOICE_RATE)
+        return draft.portrait, say(draft.persona, draft.persona.greeting)
 
     def _draft(self, form: CharacterForm) -> CharacterDraft:
         """The character the form describes: new uploads, else what is stored."""
@@ -247,7 +271,7 @@ def _pick(faces: list[Face], face: int | None) -> Face | None:
 
 
 def _voice_sample(path: str) -> np.ndarray:
-    audio, rate = load_audio(Path(path), max_seconds=VOICE_MAX_SECONDS)
+    audio, rate = load_audio(Path(path), max_seconds=VOICE_MAX_SECONDS, max_bytes=VOICE_MAX_BYTES)
     return prepare_voice(audio, rate)
 
 

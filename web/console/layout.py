@@ -4,15 +4,23 @@ decides anything; the actions (characters.py, scenes.py) call the store and the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
 
 from app.avatar import AvatarEngine
-from app.store import Store
+from app.store import (
+    GREETING_MAX_CHARS,
+    INSTRUCTIONS_MAX_CHARS,
+    LINE_MAX_CHARS,
+    LINES_MAX,
+    NAME_MAX_CHARS,
+    Store,
+)
 from llm_bridge.persona import OPENAI_VOICES
 from web.console import characters, scenes
 from web.console.characters import CharacterActions
-from web.console.preview import PreviewRenderer
+from web.console.preview import PREVIEW_MAX_SECONDS, PreviewRenderer
 from web.console.scenes import SceneActions
 
 CALL_LINK_CSS = """
@@ -23,6 +31,9 @@ CALL_LINK_CSS = """
 # Choices change as the library and uploads do; the page refreshes them, but an API client's
 # session only has the ones the console was built with. The actions check every value.
 OPEN_CHOICES = {"allow_custom_value": True}
+# Previews wait in the renderer's own fair queue (web/console/preview.py), which also stops a
+# cancelled one; gradio's queue would hold them behind each other without either.
+PREVIEW_EVENT = {"concurrency_limit": None}
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"]
 AUDIO_TYPES = [".wav", ".flac", ".ogg", ".mp3", ".m4a", ".webm"]
 
@@ -32,6 +43,7 @@ def build_console(
     *,
     render_engine: Callable[[], AvatarEngine] | None,
     call_path: str = "/call",
+    preview_dir: Path | None = None,
 ) -> gr.Blocks:
     """The creator console. Mount it with gradio.mount_gradio_app (web/app.py does), or
     launch it on its own.
@@ -42,8 +54,9 @@ def build_console(
             preview); None turns previews off.
         call_path: where the call page is served; "Start call" links to
             `{call_path}?character=ID` or `?scene=ID`.
+        preview_dir: where the previews' folder goes (default: the temp directory).
     """
-    previews = PreviewRenderer(render_engine)
+    previews = PreviewRenderer(render_engine, temp_dir=preview_dir)
     people = CharacterActions(store, previews, call_path=call_path)
     groups = SceneActions(store, previews, call_path=call_path)
     # gradio keeps uploads and previews in its cache: hourly, drop those older than a day
@@ -72,7 +85,7 @@ def _picker(choices: list, new: str, label: str) -> tuple[gr.Dropdown, gr.Button
 
 def _name_and_id(f: dict[str, gr.components.Component]) -> None:
     with gr.Row():
-        f["name"] = gr.Textbox(label="Name")
+        f["name"] = gr.Textbox(label="Name", max_length=NAME_MAX_CHARS)
         f["id"] = gr.Textbox(label="Id", info="for links and files; made from the name when empty")
 
 
@@ -83,10 +96,17 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
     with gr.Row():
         with gr.Column(scale=3):
             _name_and_id(f)
-            f["instructions"] = gr.Textbox(label="Persona instructions (the LLM's prompt)", lines=4)
-            f["greeting"] = gr.Textbox(label="Greeting")
+            f["instructions"] = gr.Textbox(
+                label="Persona instructions (the LLM's prompt)",
+                lines=4,
+                max_length=INSTRUCTIONS_MAX_CHARS,
+            )
+            f["greeting"] = gr.Textbox(label="Greeting", max_length=GREETING_MAX_CHARS)
             f["lines"] = gr.Textbox(
-                label="Scripted lines for the offline voice, one per line", lines=4
+                label=f"Scripted lines for the offline voice, one per line (up to {LINES_MAX}, "
+                f"{LINE_MAX_CHARS} characters each)",
+                lines=4,
+                max_length=LINES_MAX * (LINE_MAX_CHARS + 1),
             )
             with gr.Row():
                 f["openai_voice"] = gr.Dropdown(list(OPENAI_VOICES), label="OpenAI voice")
@@ -120,7 +140,10 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
             value=characters.SPEAK_GREETING,
             label="The preview speaks",
         )
-        render = gr.Button("Render preview", interactive=can_render)
+        render = gr.Button(
+            f"Render preview (up to {PREVIEW_MAX_SECONDS:g} s)", interactive=can_render
+        )
+        stop = gr.Button("Stop preview", interactive=can_render)
         f["call_link"] = gr.HTML(
             characters.call_link("", "character", "", ""), css_template=CALL_LINK_CSS
         )
@@ -148,14 +171,10 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
     delete.click(
         actions.delete, [f["id"], revision], [picker, *opened], api_name="delete_character"
     )
-    render.click(
-        actions.preview,
-        [speech, *form],
-        f["video"],
-        api_name="preview_character",
-        concurrency_limit=1,
-        concurrency_id="render",
+    rendering = render.click(
+        actions.preview, [speech, *form], f["video"], api_name="preview_character", **PREVIEW_EVENT
     )
+    stop.click(None, cancels=[rendering], api_visibility="private")
     return picker, opened
 
 
@@ -187,7 +206,11 @@ def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, li
     f["revision"] = revision
     save = gr.Button("Save", variant="primary")
     with gr.Row():
-        render = gr.Button("Render preview (each says its greeting)", interactive=can_render)
+        render = gr.Button(
+            f"Render preview (each says its greeting; up to {PREVIEW_MAX_SECONDS:g} s)",
+            interactive=can_render,
+        )
+        stop = gr.Button("Stop preview", interactive=can_render)
         f["call_link"] = gr.HTML(
             characters.call_link("", "scene", "", ""), css_template=CALL_LINK_CSS
         )
@@ -203,12 +226,8 @@ def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, li
         trigger(actions.inspect, form, [f["picture"], *slots], api_visibility="private")
     save.click(actions.save, [revision, *form], [picker, *opened], api_name="save_scene")
     delete.click(actions.delete, [f["id"], revision], [picker, *opened], api_name="delete_scene")
-    render.click(
-        actions.preview,
-        form,
-        f["video"],
-        api_name="preview_scene",
-        concurrency_limit=1,
-        concurrency_id="render",
+    rendering = render.click(
+        actions.preview, form, f["video"], api_name="preview_scene", **PREVIEW_EVENT
     )
+    stop.click(None, cancels=[rendering], api_visibility="private")
     return picker, opened, f["members"]

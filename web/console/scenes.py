@@ -3,6 +3,7 @@ faces are assigned to them, and a preview in which each says its greeting in tur
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,18 @@ import numpy as np
 
 from app.characters import Box, Face, group_picture, side_by_side
 from app.inputs import load_image
+from app.render import Turn
 from app.store import SceneDraft, Store
 from avatar_engine.training.data.portraits import detect_faces
 from web.console.characters import call_link
 from web.console.errors import user_errors
-from web.console.preview import PreviewRenderer, draw_faces, say
+from web.console.preview import (
+    PreviewRenderer,
+    draw_faces,
+    preview_owner,
+    progress_reports,
+    say,
+)
 
 NEW = ""
 SIDE_BY_SIDE, GROUP_PHOTO = "side by side", "group photo"
@@ -149,10 +157,24 @@ class SceneActions:
         return (self.picker(NEW), *self.open(NEW))
 
     @user_errors
-    def preview(self, *fields: Any, progress=gr.Progress()) -> str:  # noqa: B008
+    async def preview(
+        self,
+        request: gr.Request | None,
+        *fields: Any,
+        progress=gr.Progress(),  # noqa: B008
+    ) -> str:
         """An mp4 of the scene as the form has it, each character saying its greeting in
-        turn, so the speaker can be seen to switch."""
+        turn, so the speaker can be seen to switch (at most the previews' length, after the
+        previews that came first; `request`: whose page asks, gradio passes it)."""
         form = SceneForm.of(*fields)
+        picture, boxes, turns = await asyncio.to_thread(self._preview_turns, form)
+        progress(0, desc="Rendering")
+        path = await self.previews.render(
+            preview_owner(request), picture, boxes, turns, **progress_reports(progress)
+        )
+        return str(path)
+
+    def _preview_turns(self, form: SceneForm) -> tuple[np.ndarray, list[Box], list[Turn]]:
         draft = self._draft(form)
         characters = tuple(self.store.character(c) for c in draft.characters)
         if draft.photo is None:
@@ -163,14 +185,7 @@ class SceneActions:
             say(c.persona, c.persona.greeting or next(iter(c.persona.lines), ""), speaker=k)
             for k, c in enumerate(characters)
         ]
-        progress(0, desc="Rendering")
-        path = self.previews.render(
-            picture,
-            boxes,
-            turns,
-            progress=lambda done, total: progress((done, total), desc="Rendering", unit="frames"),
-        )
-        return str(path)
+        return picture, boxes, turns
 
     def _photo(self, form: SceneForm) -> tuple[np.ndarray, list[Face]] | None:
         """The group photo and its faces: a new upload, else the stored scene's picture."""
