@@ -5,6 +5,7 @@ random micro engine and are checked by decoding the mp4."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import re
@@ -458,15 +459,26 @@ def test_a_preview_cancelled_through_the_page_stops_rendering(
 
     session = "cancel-test"
     greeting = "Hello, I am Nova. I speak for a while, so that this preview takes some chunks."
+    inputs = ["greeting (espeak voice)", *form(id="ada", greeting=greeting)]
     with httpx.Client(base_url=console.url, timeout=60) as http:
-        joined = http.post("gradio_api/queue/join", json={
-            "data": ["greeting (espeak voice)", *form(id="ada", greeting=greeting)],
-            "fn_index": preview, "session_hash": session, "event_data": None,
-            "trigger_id": None})  # fmt: skip
-        assert joined.status_code == 200, joined.text
-        event = joined.json()["event_id"]
-        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}):
+
+        def join() -> str:
+            joined = http.post("gradio_api/queue/join", json={
+                "data": inputs, "fn_index": preview, "session_hash": session,
+                "event_data": None, "trigger_id": None})  # fmt: skip
+            assert joined.status_code == 200, joined.text
+            return joined.json()["event_id"]
+
+        event = join()
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as sse:
             wait_until(lambda: submitted, timeout=60)  # its first chunk is rendering
+            second = join()  # the same page again, while its first renders: refused
+            for line in sse.iter_lines():
+                message = json.loads(line.removeprefix("data: ")) if line else {}
+                if message.get("msg") == "process_completed":
+                    assert message["event_id"] == second and not message["success"]
+                    assert "your previous preview is still waiting or rendering" in str(message)
+                    break
             cancelled = http.post(
                 "gradio_api/cancel",
                 json={"session_hash": session, "fn_index": preview, "event_id": event},
