@@ -196,6 +196,8 @@ class PreviewRenderer:
             stop=stop,
             progress=progress,
         )
+        # another process's sweep may have taken the folder (a pid it could not see alive)
+        self.folder.mkdir(exist_ok=True)
         self._prune()
         path = self.folder / f"preview-{uuid.uuid4().hex[:12]}.mp4"
         rendered.save(path)
