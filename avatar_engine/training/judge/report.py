@@ -53,9 +53,9 @@ ROWS = (
         lambda f: [f.pair["left"]], lambda v: v >= 3),
     Row("pair_right", "two characters: right's spread speaking / listening", ">= 3",
         lambda f: [f.pair["right"]], lambda v: v >= 3),
-    Row("drift_identity", "drift, last block vs first: identity distance", "within 10%",
+    Row("drift_identity", "drift, last block vs an early one: identity", "within 10%",
         lambda f: [f.drift["identity_change"]] if f.drift else [], lambda v: abs(v) <= 0.1),
-    Row("drift_sharpness", "drift, last block vs first: mouth sharpness", "within 10%",
+    Row("drift_sharpness", "drift, last block vs an early one: sharpness", "within 10%",
         lambda f: [f.drift["sharpness_change"]] if f.drift else [], lambda v: abs(v) <= 0.1),
 )  # fmt: skip
 
