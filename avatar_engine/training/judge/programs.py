@@ -68,6 +68,7 @@ class Program:
         total = g.chunk_start_frame(chunks)
         audio = np.pad(audio, (0, max(0, total * g.samples_per_frame - len(audio))))
         frames, raws, flags, index = [], [], [], []
+        undecoded = True  # every chunk's raw frames are its shown ones (the baselines)
         for c in tqdm(range(chunks), desc=self.name, disable=not progress, leave=False):
             first, count = (
                 g.chunk_start_frame(c),
@@ -79,11 +80,13 @@ class Program:
             shown, raw = self.chunk(c, plan, people, picture, routed, speaking, audio, numbers)
             frames.append(shown[wanted])
             raws.append(raw[wanted])
+            undecoded = undecoded and raw is shown
             flags.append(speaking[0, :, None].expand(-1, int(wanted.sum())))
             index.append(numbers[wanted])
+        shown_all = torch.cat(frames)
         return Rendered(
-            torch.cat(frames),
-            torch.cat(raws),
+            shown_all,
+            shown_all if undecoded else torch.cat(raws),
             audio[: total * g.samples_per_frame],
             torch.cat(flags, 1).numpy(),
             np.concatenate(index),
