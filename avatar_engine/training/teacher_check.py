@@ -19,6 +19,7 @@ from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.training.batch import dit_inputs, encode_clip
 from avatar_engine.training.data.clips import make_clip
+from avatar_engine.training.data.portraits import as_uint8
 from avatar_engine.training.distill import silenced, teacher_ode
 from avatar_engine.training.judge import faces, metrics
 from avatar_engine.training.judge.programs import EVAL_SEED
@@ -51,7 +52,7 @@ def teacher_speech(
             inputs = dit_inputs([encode_clip(vae, clip, preset)], teacher.encoder, g, preset)
         noise = torch.randn(inputs.x1.shape, generator=torch.Generator().manual_seed(index))
         face = clip.face_boxes[0]
-        reference = faces.describe(to_uint8(clip.reference), face).descriptors[0]
+        reference = faces.describe(as_uint8(clip.reference).numpy(), face).descriptors[0]
         quiet = _opening(_sample(teacher, vae, silenced(inputs), noise, 1.0, False), face)
         for guidance in guidances:
             talk = _sample(teacher, vae, inputs, noise, guidance, mouths_only)
@@ -78,10 +79,6 @@ def _sample(teacher: Speaker, vae: WanVAE, inputs, noise, guidance: float, mouth
     """[T, H, W, 3] uint8 frames of the teacher's ODE endpoint from this noise."""
     _, x = teacher_ode(teacher.dit, inputs, noise, (), guidance=guidance, mouths_only=mouths_only)
     return to_uint8_frames(vae.decode(x)[0])[0]
-
-
-def to_uint8(picture: torch.Tensor) -> np.ndarray:
-    return (picture * 255).round().to(torch.uint8).numpy()
 
 
 def _opening(frames: torch.Tensor, face) -> np.ndarray:

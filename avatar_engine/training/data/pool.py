@@ -7,14 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.training.data.clips import Clip, make_clip
-
-
-def _to_bytes(video: torch.Tensor) -> torch.Tensor:
-    return (video * 255).round().to(torch.uint8)
+from avatar_engine.training.data.portraits import as_uint8
 
 
 class ClipPool:
@@ -49,7 +45,7 @@ class ClipPool:
         self.made += 1
         if self.transform is not None:
             return self.transform(clip)
-        return Clip(**{**clip.__dict__, "video": _to_bytes(clip.video)})
+        return Clip(**{**clip.__dict__, "video": as_uint8(clip.video)})
 
     def sample(self, batch: int) -> list[Any]:
         """batch clips (video as uint8 [T, H, W, 3], or transformed); grows the pool, then

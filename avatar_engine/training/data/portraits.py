@@ -23,6 +23,11 @@ class Portrait:
     source: str  # "drawn", "lfw", "astronaut", ...
 
 
+def as_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """A picture or video in [0, 1] as uint8 levels (rounded), any shape."""
+    return (pixels * 255).round().to(torch.uint8)
+
+
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     ys = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     return ys[:, None].expand(size, size), ys[None, :].expand(size, size)  # y [H, W], x [H, W]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from avatar_engine.training.data.portraits import as_uint8
 from avatar_engine.training.judge import faces, metrics
 from avatar_engine.training.judge.pools import Drawn, Photo, Pool
 from avatar_engine.training.judge.programs import EVAL_SEED, Program, Rendered
@@ -33,8 +34,7 @@ class Reference:
 
 def reference(source: Photo | Drawn, size: int) -> Reference:
     small, full = source.portrait(size), source.portrait(REFERENCE_SIZE)
-    u8 = (small.image * 255).round().to(torch.uint8).numpy()
-    big = (full.image * 255).round().to(torch.uint8).numpy()
+    u8, big = as_uint8(small.image).numpy(), as_uint8(full.image).numpy()
     seen, whole = faces.describe(u8, small.face_box), faces.describe(big, full.face_box)
     trip = faces.describe(faces.round_trip(big, size), full.face_box)
     if not (seen.found[0] and whole.found[0] and trip.found[0]):
@@ -119,32 +119,36 @@ class Evaluation:
         """Every portrait with every voice; returns the renders kept as evidence."""
         evidence = {}
         settle = program.geometry.chunk_start_frame(1)
-        envs = []
         todo = [(s, v) for s in self.pool.portraits for v in range(len(self.speech))]
         for source, v in tqdm(todo, desc=f"{program.name}: speaking", disable=not progress):
             p, ref = source.portrait(self.size), self.references[source.name]
-            wave = self.speech[v]
-            r = program.render(
-                [p], p.image, [(0, wave)], self.chunks_for(program, len(wave) / self.rate)
-            )
-            seen = look(r, ref, p.face_box)
-            env = metrics.envelope(r.audio, len(r.frames), self.spf)
-            envs.append(env)
+            r = program.render([p], p.image, [(0, self.speech[v])], self.clip_chunks(program, v))
+            # The other-audio control hears the next utterance, as its own clip lays it out.
+            o = (v + 1) % len(self.speech)
+            other = metrics.envelope(
+                self.speech[o], program.geometry.chunk_start_frame(self.clip_chunks(program, o)),
+                self.spf,
+            )  # fmt: skip
             talking = r.speaking[0] & (r.index >= settle)
             figures.clips.append(
                 dict(portrait=source.name, kind=ref.kind, voice=self.labels[v],
-                     **self._clip(seen, env, talking, ref))
+                     **self._clip(look(r, ref, p.face_box), r, other, talking, ref))
             )  # fmt: skip
             if v == 0:
                 evidence[f"{source.name}"] = r
-        # The other-audio control: each clip against the next clip's envelope.
-        for i, clip in enumerate(figures.clips):
-            clip["_other_env"] = envs[(i + 1) % len(envs)]
         return evidence
 
-    def _clip(self, seen: Look, env, talking, ref: Reference) -> dict:
+    def clip_chunks(self, program: Program, v: int) -> int:
+        """Chunks of utterance v's speaking clip: the utterance, then TAIL_S of silence."""
+        return self.chunks_for(program, len(self.speech[v]) / self.rate)
+
+    def _clip(self, seen: Look, r: Rendered, other_env, talking, ref: Reference) -> dict:
+        env = metrics.envelope(r.audio, len(r.frames), self.spf)
         sync, lag = metrics.lagged_sync(seen.opening, env, talking)
         shifted, _ = metrics.lagged_sync(seen.opening, metrics.shifted(env, self.fps), talking)
+        other, _ = metrics.lagged_sync(
+            seen.opening, metrics.fitted(other_env, len(seen.opening)), talking
+        )
         return dict(
             face_found=float(seen.found.mean()),
             lipsync=sync,
@@ -156,18 +160,9 @@ class Evaluation:
             identity_raw=metrics.mean(seen.identity_raw),
             identity_floor=ref.floor,
             speaking_spread=metrics.spread(seen.opening[talking]),
-            _opening=seen.opening,
-            _talking=talking,
+            control_other=other,
+            margin=sync - max(other, shifted),
         )
-
-    def controls(self, figures: Figures) -> None:
-        """The other-audio control and the margins, once every clip is measured."""
-        for clip in figures.clips:
-            other = metrics.fitted(clip.pop("_other_env"), len(clip["_opening"]))
-            clip["control_other"], _ = metrics.lagged_sync(
-                clip.pop("_opening"), other, clip.pop("_talking")
-            )
-            clip["margin"] = clip["lipsync"] - max(clip["control_other"], clip["control_shifted"])
 
     def silence(self, program: Program, figures: Figures, progress: bool) -> dict:
         """Each portrait listening for as long as its longest speaking clip."""
@@ -250,7 +245,6 @@ class Evaluation:
     ) -> tuple[Figures, dict[str, Rendered]]:
         figures = Figures(program.name)
         evidence = self.speaking_clips(program, figures, progress)
-        self.controls(figures)
         evidence |= self.silence(program, figures, progress)
         evidence |= self.pair(program, figures)
         if drift_minutes > 0:

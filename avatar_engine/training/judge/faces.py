@@ -58,15 +58,6 @@ def _models():
     )
 
 
-def available() -> bool:
-    """Whether dlib and its model files are installed."""
-    try:
-        _models()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _resized(image: np.ndarray) -> tuple[np.ndarray, float]:
     """The picture with its short side at ANALYSIS_SIZE (bicubic), and the scale applied."""
     scale = ANALYSIS_SIZE / min(image.shape[:2])

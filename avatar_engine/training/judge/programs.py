@@ -4,6 +4,7 @@ the mouth while speaking). All lay the speech on the timeline the same way (plan
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from avatar_engine.model.dit import WanDiT
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.motion import mouth_region
-from avatar_engine.training.data.portraits import Portrait
+from avatar_engine.training.data.portraits import Portrait, as_uint8
 from avatar_engine.vae.model import WanVAE
 
 EVAL_SEED = 10_000  # never a training seed
@@ -36,11 +37,7 @@ class Rendered:
     index: np.ndarray  # [T] the stream's frame number of each kept frame
 
 
-def _picture_u8(picture: torch.Tensor) -> torch.Tensor:
-    return (picture * 255).round().to(torch.uint8)
-
-
-class Program:
+class Program(ABC):
     """Renders clips: `chunks` chunks of a scene speaking `turns` (one after another, then
     silence), keeping the frames whose stream number lies in `keep` (all by default)."""
 
@@ -99,9 +96,9 @@ class Program:
         plan = plan_turns(self.encoder, self.preset, [Turn(k, w, g.sample_rate) for k, w in turns])
         return max(plan.features) + 1
 
+    @abstractmethod
     def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
         """(shown, raw) [n, H, W, 3] uint8 frames of chunk c (frame numbers `numbers`)."""
-        raise NotImplementedError
 
 
 def _kept(keep: tuple[range, ...]) -> np.ndarray:
@@ -122,7 +119,7 @@ class ModelProgram(Program):
 
     def render(self, people, picture, turns, chunks, **kwargs) -> Rendered:
         scene = scene_from_image(
-            self.vae, self.preset.dit, self.preset.stream, _picture_u8(picture),
+            self.vae, self.preset.dit, self.preset.stream, as_uint8(picture),
             [p.face_box for p in people],
         )  # fmt: skip
         self._session = StreamSession(
@@ -151,7 +148,7 @@ class Baseline(Program):
 
     def chunk(self, c, plan: TurnPlan, people, picture, routed, speaking, audio, numbers):
         g, size = self.geometry, picture.shape[0]
-        frames = _picture_u8(picture)[None].repeat(len(numbers), 1, 1, 1)
+        frames = as_uint8(picture)[None].repeat(len(numbers), 1, 1, 1)
         spf = g.samples_per_frame
         for k, person in enumerate(people):
             rows, cols = mouth_region(person.mouth, size)
