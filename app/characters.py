@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avatar_engine.training.data.portraits import photo_portrait
+from avatar_engine.framing import photo_portrait
 from llm_bridge.persona import Persona
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"

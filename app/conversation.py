@@ -9,12 +9,9 @@ The avatar is started before `session.start()`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, QueueAudioOutput
@@ -22,70 +19,18 @@ from livekit.agents.voice.io import AudioInput
 
 from app.avatar import AvatarEngine, AvatarVideoGenerator, build_engine
 from app.avatar.playout import AvatarPlayout, FrameSink
-from app.characters import Box, CharacterLibrary
+from app.casting import Casting, CastRequest
+from app.characters import CharacterLibrary
 from avatar_engine.embedded import EmbeddedModel
 from llm_bridge.cast import Cast, build_cast
-from llm_bridge.persona import Persona
 
 if TYPE_CHECKING:
     from app.avatar.engine import RuntimeKind
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHARACTER = "ada"  # who answers a job that names no one
-METADATA_KEYS = ("character", "scene")
-AUDIO_RATE = 24000  # what OpenAI Realtime and the avatar's published audio use
+AGENT_AUDIO_RATE = 24000  # what OpenAI Realtime and the avatar's published audio use
 CLOSE_TRANSCRIPT_S = 0.2  # how long a closing session waits for the last user transcript
-
-
-@dataclass(frozen=True)
-class CastRequest:
-    """What a job asks for: one character or one scene, by id; neither: the default character."""
-
-    character: str | None = None
-    scene: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.character is not None and self.scene is not None:
-            raise ValueError("ask for a character or a scene, not both")
-
-    @classmethod
-    def from_metadata(cls, metadata: str) -> CastRequest:
-        """From a job's metadata: JSON {"character": id} or {"scene": id}, or empty."""
-        if not metadata.strip():
-            return cls()
-        expected = 'expected {"character": "<id>"} or {"scene": "<id>"}'
-        try:
-            data = json.loads(metadata)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"job metadata is not JSON ({err}); {expected}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"job metadata is a {type(data).__name__}; {expected}")
-        unknown = sorted(set(data) - set(METADATA_KEYS))
-        if unknown:
-            raise ValueError(f"unknown job metadata keys {unknown}; {expected}")
-        for key, value in data.items():
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"job metadata {key!r} must be a non-empty id string; {expected}")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Casting:
-    """Who takes part and the one picture they share; speaker index = position in personas."""
-
-    personas: tuple[Persona, ...]
-    picture: np.ndarray  # [H, W, 3] uint8 RGB
-    face_boxes: tuple[Box, ...]  # per persona, fractions of the picture
-
-    @classmethod
-    def of(cls, request: CastRequest, library: CharacterLibrary) -> Casting:
-        if request.scene is not None:
-            scene = library.scene(request.scene)
-            personas = tuple(c.persona for c in scene.characters)
-            return cls(personas, scene.picture, scene.face_boxes)
-        character = library.character(request.character or DEFAULT_CHARACTER)
-        return cls((character.persona,), character.picture(), (character.face_box,))
 
 
 class Conversation:
@@ -138,7 +83,7 @@ async def prepare_conversation(
             without a key the offline voice speaks.
     """
     scene = await asyncio.to_thread(engine.scene, casting.picture, casting.face_boxes)
-    generator = AvatarVideoGenerator(engine=engine, scene=scene, sample_rate=AUDIO_RATE)
+    generator = AvatarVideoGenerator(engine=engine, scene=scene, sample_rate=AGENT_AUDIO_RATE)
     cast = build_cast(
         casting.personas, on_active=generator.set_speaker, api_key=api_key, base_url=base_url
     )
@@ -166,7 +111,7 @@ async def start_conversation(
         video_width=stream.width,
         video_height=stream.height,
         video_fps=engine.fps,
-        audio_sample_rate=AUDIO_RATE,
+        audio_sample_rate=AGENT_AUDIO_RATE,
         audio_channels=1,
     )
     conversation.runner = AvatarRunner(

@@ -19,7 +19,7 @@ from app.avatar.engine import AvatarEngine, FaceBox
 from app.media import write_mp4
 from avatar_engine.audio.resample import resample
 from avatar_engine.audio.turns import Turn, plan_turns
-from avatar_engine.vae.stream import VideoChunk
+from avatar_engine.chunks import VideoChunk
 from llm_bridge.offline.tts import EspeakTTS
 from llm_bridge.persona import Persona
 

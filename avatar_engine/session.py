@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from avatar_engine.cache import StreamCache
-from avatar_engine.config import DiTConfig, StreamConfig
+from avatar_engine.chunks import LatentChunk, VideoChunk, chunk_latent_shape
+from avatar_engine.config import StreamConfig
 from avatar_engine.model.audio import AudioConditioning
 from avatar_engine.model.dit import WanDiT
 from avatar_engine.model.rope import RopeTable
@@ -15,23 +14,7 @@ from avatar_engine.model.window import ChunkRole, StreamingWindow, slot_tables
 from avatar_engine.sampling import FewStepSampler
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.vae.stream import ChunkDecoder, VideoChunk
-
-
-def chunk_latent_shape(cfg: DiTConfig, stream: StreamConfig, batch: int) -> tuple[int, ...]:
-    """[B, z, Fc, h, w]: one chunk's latents."""
-    return (batch, cfg.out_dim, stream.chunk_latent_frames, stream.latent_h, stream.latent_w)
-
-
-@dataclass(frozen=True)
-class LatentChunk:
-    """One chunk handed from the DiT to the decoder."""
-
-    index: int  # position in the stream; chunk 0 holds the reference image
-    latents: torch.Tensor  # [B, z, Fc, h, w] denoised latents, fp32
-    first_frame: int  # stream index of the first video frame this chunk decodes to
-    num_frames: int  # video frames it decodes to (1 + 4·(Fc−1) for chunk 0, 4·Fc after)
-    speaking: torch.Tensor  # [B, K] bool: who was speaking in this chunk
+from avatar_engine.vae.stream import ChunkDecoder
 
 
 class StreamSession:

@@ -22,11 +22,11 @@ from pydantic import BaseModel, Field
 from starlette.routing import Mount
 
 from app.avatar import AvatarEngine
+from app.casting import CastRequest
 from app.characters import CharacterLibrary
-from app.conversation import CastRequest
+from app.drafts import UPLOAD_MAX_BYTES
 from app.local_call import CallLimits, LocalCalls, OfferError
 from app.local_call.offer import MAX_SDP_CHARS
-from app.store import UPLOAD_MAX_BYTES
 from web.access import ConsoleSession, LoginGate
 from web.errors import ApiError, install_error_handlers
 from web.limits import BodyLimit, RateLimit, WebLimits, check_call_rate, client_address

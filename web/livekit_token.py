@@ -3,7 +3,7 @@
 The page asks POST /api/livekit/token for a character or a scene and gets a token for one new
 room and one identity, valid for two minutes (the page joins at once; LiveKit refreshes the
 token of a connected participant itself). The token also carries the room's configuration,
-which dispatches the avatar worker (app/worker.py, by agent name) with the cast as the job's
+which dispatches the avatar worker (app/livekit_worker.py, by agent name) with the cast as the job's
 metadata, so the worker joins that room and nothing else. The API key and secret only sign
 tokens here; neither is ever sent to the browser.
 """
@@ -22,9 +22,8 @@ from fastapi import APIRouter, Request, Response
 from livekit import api
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.casting import DEFAULT_AGENT_NAME, DEFAULT_CHARACTER, CastRequest, agent_name_from
 from app.characters import CharacterLibrary, check_id
-from app.conversation import DEFAULT_CHARACTER, CastRequest
-from app.worker import DEFAULT_AGENT_NAME, agent_name_from
 from web.errors import ApiError
 from web.limits import RateLimit, check_call_rate, client_address
 
@@ -43,7 +42,7 @@ class LiveKitSettings:
     api_key: str
     api_secret: str
     ttl_s: int = TOKEN_TTL_S
-    agent_name: str = DEFAULT_AGENT_NAME  # the workers' name (app/worker.py)
+    agent_name: str = DEFAULT_AGENT_NAME  # the workers' name (app/livekit_worker.py)
 
     def __post_init__(self) -> None:
         if urlsplit(self.url).scheme not in URL_SCHEMES:

@@ -18,9 +18,9 @@ from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
 from app.avatar.engine import AvatarEngine
+from app.avatar.engine_thread import Audio, Clear, Close, EngineThread, SegmentEnd, Speaker, Taken
 from app.avatar.frames import AvatarFrame, VideoFormat
 from app.avatar.messages import PcmIn
-from app.avatar.worker import Audio, ChunkWorker, Clear, Close, SegmentEnd, Speaker, Taken
 from avatar_engine.audio.pcm import MAX_RATE, MIN_RATE
 from avatar_engine.scene import SceneConditioning
 
@@ -51,7 +51,7 @@ class AvatarVideoGenerator(VideoGenerator):
         if scene.batch != 1:
             raise ValueError(f"a generator streams one scene, got a batch of {scene.batch}")
         self._engine, self._scene = engine, scene
-        self._worker = ChunkWorker(
+        self._worker = EngineThread(
             engine,
             scene,
             rate=sample_rate,

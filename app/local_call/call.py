@@ -30,7 +30,7 @@ from aiortc import (
 from aiortc.exceptions import OperationError
 
 from app.avatar.frames import AvatarFrame
-from app.conversation import AUDIO_RATE, Conversation, start_local
+from app.conversation import AGENT_AUDIO_RATE, Conversation, start_local
 from app.local_call.limits import CallLimits
 from app.local_call.microphone import MicrophoneInput
 from app.local_call.offer import Offer, OfferError
@@ -165,7 +165,7 @@ class LocalCall:
 
     async def _start(self) -> None:
         assert self._microphone is not None
-        self._user_audio = MicrophoneInput(self._microphone, sample_rate=AUDIO_RATE)
+        self._user_audio = MicrophoneInput(self._microphone, sample_rate=AGENT_AUDIO_RATE)
         try:
             await start_local(self.conversation, user_audio=self._user_audio, sink=self._play)
         except Exception:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from aiortc import RTCSessionDescription
 
 from app.avatar import AvatarEngine
+from app.casting import Casting, CastRequest
 from app.characters import CharacterLibrary
-from app.conversation import Casting, CastRequest, prepare_conversation
+from app.conversation import prepare_conversation
 from app.local_call.admission import Admission, Slot, SlotPhase
 from app.local_call.call import CallPhase, LocalCall
 from app.local_call.limits import CallLimits

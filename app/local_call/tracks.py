@@ -22,8 +22,8 @@ from aiortc.mediastreams import MediaStreamError
 from app.avatar.frames import AvatarFrame
 
 VIDEO_CLOCK = 90000  # RTP video clock rate
-AUDIO_RATE = 48000  # Opus' rate
-AUDIO_FRAME = AUDIO_RATE * 20 // 1000  # samples in 20 ms
+OPUS_RATE = 48000  # Opus' rate
+OPUS_FRAME = OPUS_RATE * 20 // 1000  # samples in 20 ms
 MAX_QUEUED_S = 1.0  # a track its sender stopped pulling keeps this much, dropping the oldest
 PIXEL_FORMATS = {4: "rgba", 3: "rgb24"}  # bytes per pixel of the generator's frames
 
@@ -62,10 +62,10 @@ class AvatarTracks:
     def __init__(self, *, fps: int) -> None:
         self.fps = fps
         self.video = QueueTrack("video", max_frames=round(MAX_QUEUED_S * fps))
-        self.audio = QueueTrack("audio", max_frames=round(MAX_QUEUED_S * AUDIO_RATE / AUDIO_FRAME))
+        self.audio = QueueTrack("audio", max_frames=round(MAX_QUEUED_S * OPUS_RATE / OPUS_FRAME))
         self.frames = 0  # video frames pushed
         self._samples = 0  # 48 kHz samples sent in audio frames
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=OPUS_RATE)
         self._fifo = av.AudioFifo()
 
     def push(self, frame: AvatarFrame) -> None:
@@ -86,11 +86,11 @@ class AvatarTracks:
         for resampled in self._resampler.resample(sound):
             resampled.pts = None  # the fifo keeps its own count
             self._fifo.write(resampled)
-        while self._fifo.samples >= AUDIO_FRAME:
-            out = self._fifo.read(AUDIO_FRAME)
+        while self._fifo.samples >= OPUS_FRAME:
+            out = self._fifo.read(OPUS_FRAME)
             out.pts = self._samples
-            out.time_base = Fraction(1, AUDIO_RATE)
-            self._samples += AUDIO_FRAME
+            out.time_base = Fraction(1, OPUS_RATE)
+            self._samples += OPUS_FRAME
             self.audio.put(out)
 
     def stop(self) -> None:

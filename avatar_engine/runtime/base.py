@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from avatar_engine.chunks import VideoChunk
 from avatar_engine.config import StreamConfig
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.vae.stream import VideoChunk
 
 
 class Runtime(ABC):

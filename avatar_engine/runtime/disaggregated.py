@@ -1,7 +1,7 @@
 """The DiT on one device (or several, sequence-parallel), the decoder on another: the paper's
 Score–VAE disaggregation.
 
-Each rank is its own process (`runtime/worker.py`), joined by torch.distributed (NCCL on GPUs,
+Each rank is its own process (`runtime/rank_main.py`), joined by torch.distributed (NCCL on GPUs,
 gloo on CPU). The caller's process is not a rank: it sends commands to DiT rank 0 and receives
 frames from the decoder over local sockets, and it watches every rank. A rank that fails ends
 the runtime with that rank's traceback; a rank that dies is noticed within POLL_S; close()
@@ -26,21 +26,21 @@ from typing import NoReturn
 
 import torch
 
+from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.messages import receive, send
+from avatar_engine.runtime.rank_main import AUTHKEY_ENV
 from avatar_engine.runtime.ranks import Settings, role
 from avatar_engine.runtime.sequence_parallel import check_sequence_parallel
 from avatar_engine.runtime.spec import EngineSpec
-from avatar_engine.runtime.worker import AUTHKEY_ENV
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.vae.detail import ReferenceDetail
-from avatar_engine.vae.stream import VideoChunk
 
 POLL_S = 0.05
 PEER_REPORT_S = 1.0  # after a failure, how long the other ranks' reports are awaited
 PEER_LOST = ("by peer", "remote worker")  # how gloo/NCCL say a peer went away
 STOP_GRACE_S = 5.0  # a stopped rank that has not exited by then is killed
-WORKER_MODULE = "avatar_engine.runtime.worker"  # what each rank's process runs
+RANK_MODULE = "avatar_engine.runtime.rank_main"  # what each rank's process runs
 
 
 def default_devices(dit_ranks: int) -> tuple[str, ...]:
@@ -108,7 +108,7 @@ class DisaggregatedRuntime(Runtime):
         address = os.path.join(workdir, "runtime.sock")
         listener = Listener(address, family="AF_UNIX", authkey=authkey)
         env = {**os.environ, AUTHKEY_ENV: authkey.hex()}
-        command = [sys.executable, "-m", WORKER_MODULE, address]
+        command = [sys.executable, "-m", RANK_MODULE, address]
         self.procs = [
             subprocess.Popen([*command, str(rank)], env=env)
             for rank in range(self.settings.world_size)

@@ -6,11 +6,11 @@ from collections import deque
 
 import torch
 
+from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
-from avatar_engine.vae.stream import VideoChunk
 
 
 class LocalRuntime(Runtime):

@@ -16,11 +16,12 @@ from multiprocessing.connection import Connection
 import torch
 import torch.distributed as dist
 
+from avatar_engine.chunks import LatentChunk, chunk_latent_shape
 from avatar_engine.runtime.messages import receive, send
 from avatar_engine.runtime.sequence_parallel import SequenceParallelSession
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.session import LatentChunk, StreamSession, chunk_latent_shape
+from avatar_engine.session import StreamSession
 from avatar_engine.vae.stream import ChunkDecoder
 
 # Header of every message from DiT rank 0 to the decoder: [kind, a, b, c].

@@ -17,9 +17,9 @@ import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
+from avatar_engine.framing import as_uint8
 from avatar_engine.training.batch import dit_inputs, encode_clip
 from avatar_engine.training.data.clips import make_clip
-from avatar_engine.training.data.portraits import as_uint8
 from avatar_engine.training.distill import silenced, teacher_ode
 from avatar_engine.training.judge import faces, metrics
 from avatar_engine.training.judge.programs import EVAL_SEED

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from avatar_engine.chunks import VideoChunk
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.vae.stream import VideoChunk
 from avatar_engine.vae.video import UINT8_MAX, from_uint8_frames, to_uint8_frames
 
 STILL_LATENT_FRAMES = 5  # a still this long decodes within about a level of its steady state

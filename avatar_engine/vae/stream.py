@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 
+from avatar_engine.chunks import LatentChunk, VideoChunk
 from avatar_engine.vae.model import DecoderState, WanVAE
 from avatar_engine.vae.video import to_uint8_frames
-
-if TYPE_CHECKING:
-    from avatar_engine.session import LatentChunk
-
-
-@dataclass(frozen=True)
-class VideoChunk:
-    """One chunk of video, ready to show."""
-
-    index: int  # chunk index in the stream
-    first_frame: int  # stream index of the chunk's first video frame
-    frames: torch.Tensor  # [B, T, H, W, 3] uint8 RGB, on the CPU
-    pts: torch.Tensor  # [T] float64 presentation time of each frame, seconds from stream start
-    speaking: torch.Tensor  # [B, K] bool: who was speaking in this chunk
 
 
 class ChunkDecoder:

@@ -1,4 +1,4 @@
-"""livekit-agents' VAD interface over our webrtcvad detector (avatar_engine.audio.vad).
+"""livekit-agents' VAD interface over our webrtcvad detector (voice_activity.py).
 
 The session uses it for the start of the user's speech (barge-in) and its end (end of turn).
 Times come from the audio itself, not the wall clock: a turn's END_OF_SPEECH carries the
@@ -16,7 +16,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import vad
 
-from avatar_engine.audio.vad import FRAME_MS, VAD_RATE, VadEvent, VoiceActivityDetector
+from llm_bridge.offline.voice_activity import FRAME_MS, VAD_RATE, VadEvent, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
 

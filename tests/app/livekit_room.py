@@ -43,7 +43,7 @@ async def run_worker_in_room(*, metadata: str, timeout: float) -> None:
     tag = uuid.uuid4().hex[:8]
     room_name, agent_name = f"avatar-test-{tag}", f"avatar-test-{tag}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "dev", "--log-level", "info"],
+        [sys.executable, "-m", "commands.cli", "worker", "dev", "--log-level", "info"],
         env={**os.environ, "LIVEKIT_AGENT_NAME": agent_name},  # explicit dispatch only
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,8 +8,9 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.avatar import QueueAudioOutput
 
+from app.casting import Casting, CastRequest
 from app.characters import CharacterLibrary
-from app.conversation import Casting, CastRequest, start_conversation
+from app.conversation import start_conversation
 
 
 @pytest.mark.parametrize(

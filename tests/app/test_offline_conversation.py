@@ -18,15 +18,9 @@ import pytest
 from livekit import rtc
 
 from app.avatar import AvatarEngine, AvatarFrame, AvatarVideoGenerator
+from app.casting import Casting, CastRequest
 from app.characters import CharacterLibrary
-from app.conversation import (
-    AUDIO_RATE,
-    Casting,
-    CastRequest,
-    Conversation,
-    prepare_conversation,
-    start_local,
-)
+from app.conversation import AGENT_AUDIO_RATE, Conversation, prepare_conversation, start_local
 from llm_bridge.offline.tts import FRAME_MS as TTS_FRAME_MS
 from llm_bridge.offline.tts import SAMPLE_RATE as ESPEAK_RATE
 from llm_bridge.persona import Persona
@@ -114,12 +108,12 @@ async def offline_call(engine: AvatarEngine, casting: Casting) -> AsyncIterator[
 
 
 def spoken(persona: Persona, text: str) -> np.ndarray:
-    """[N] int16 at AUDIO_RATE: the text as the session hands it to the avatar (espeak-ng in
+    """[N] int16 at AGENT_AUDIO_RATE: the text as the session hands it to the avatar (espeak-ng in
     the persona's voice, resampled by livekit)."""
     samples = espeak(
         text, voice=persona.espeak_voice, rate=persona.espeak_rate, pitch=persona.espeak_pitch
     )
-    resampler = rtc.AudioResampler(ESPEAK_RATE, AUDIO_RATE, num_channels=1)
+    resampler = rtc.AudioResampler(ESPEAK_RATE, AGENT_AUDIO_RATE, num_channels=1)
     frames = resampler.push(rtc.AudioFrame(samples.tobytes(), ESPEAK_RATE, 1, len(samples)))
     frames += resampler.flush()
     return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames])
@@ -130,7 +124,7 @@ def assert_plays(frames: list[AvatarFrame], expected: np.ndarray) -> None:
     livekit's resampling depends a little on how its input was cut into frames: a few LSB,
     and where the trailing silence stops."""
     played = segment_audio(frames).astype(np.int32)
-    assert len(expected) <= len(played) < len(expected) + AUDIO_RATE * TTS_FRAME_MS // 1000
+    assert len(expected) <= len(played) < len(expected) + AGENT_AUDIO_RATE * TTS_FRAME_MS // 1000
     assert np.abs(played[: len(expected)] - expected).max() <= MAX_RESAMPLING_LSB
     assert np.abs(played[len(expected) :]).max(initial=0) <= MAX_RESAMPLING_LSB
 
@@ -196,7 +190,7 @@ def test_a_spoken_turn_gets_a_spoken_reply_then_listening_frames(micro_engine):
     assert all(f.speaker is None and not f.in_segment for f in after)
     assert not segment_audio(after).any()
     assert len({bytes(f.video.data) for f in after}) == len(after)  # moving, never frozen
-    assert_av_pairing(c.frames.since(), rate=AUDIO_RATE, fps=FPS)
+    assert_av_pairing(c.frames.since(), rate=AGENT_AUDIO_RATE, fps=FPS)
 
 
 def test_a_hand_over_switches_the_speaker_at_a_chunk_boundary(spy_engine, floor):
@@ -245,7 +239,7 @@ def test_a_hand_over_switches_the_speaker_at_a_chunk_boundary(spy_engine, floor)
     ]
     assert [(f.index, f.speaker) for f in starts] == [(s[0].index, s[0].speaker) for s in segments]
     assert all(on_chunk_boundary(spy_engine, f) for f in starts)
-    assert_av_pairing(frames, rate=AUDIO_RATE, fps=FPS)
+    assert_av_pairing(frames, rate=AGENT_AUDIO_RATE, fps=FPS)
 
 
 def test_a_line_naming_the_other_character_hands_over_once_it_is_played(spy_engine, floor):
@@ -273,4 +267,4 @@ def test_a_line_naming_the_other_character_hands_over_once_it_is_played(spy_engi
     speakers = submitted_speakers(spy_engine.runtime)
     last = spy_engine.geometry.chunk_of_frame(said[-1].index)
     assert set(speakers[: last + 1]) <= {None, 0} and speakers[last] == 0
-    assert_av_pairing(c.frames.since(), rate=AUDIO_RATE, fps=FPS)
+    assert_av_pairing(c.frames.since(), rate=AGENT_AUDIO_RATE, fps=FPS)

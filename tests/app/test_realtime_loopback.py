@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.avatar import AvatarEngine, AvatarFrame
-from app.conversation import Casting, Conversation, prepare_conversation, start_local
+from app.casting import Casting
+from app.conversation import Conversation, prepare_conversation, start_local
 from llm_bridge.persona import Persona
 from tests.app.realtime_server import SAMPLE_RATE, RealtimeServer
 from tests.app.session_io import PlayedFrames, UserAudio, assert_av_pairing, voiced, wait_for

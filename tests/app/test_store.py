@@ -21,16 +21,10 @@ from skimage import data
 
 import app.store
 from app.characters import crop_portrait, group_picture, id_from_name
+from app.drafts import VOICE_RATE, CharacterDraft, SceneDraft, prepare_voice
 from app.inputs import InputError
-from app.store import (
-    VOICE_RATE,
-    CharacterDraft,
-    ConflictError,
-    SceneDraft,
-    Store,
-    prepare_voice,
-)
-from avatar_engine.training.data.portraits import detect_faces
+from app.store import ConflictError, Store
+from avatar_engine.framing import detect_faces
 from llm_bridge.persona import Persona
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,7 +139,8 @@ def test_a_crash_mid_save_leaves_the_old_character(
 KILLER = """
 import sys
 from dataclasses import replace
-from app.store import CharacterDraft, Store
+from app.drafts import CharacterDraft
+from app.store import Store
 store = Store(sys.argv[1])
 ada = store.character("ada")
 print("ready", flush=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from app.conversation import CastRequest
+from app.casting import CastRequest
 from app.local_call import CallLimits, LocalCalls
 from tests.web.conftest import LIBRARY, call, call_with, calls_of, served, wait_until
 from tests.web.test_call_http import GOOD

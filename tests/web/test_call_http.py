@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import conversation
-from app.conversation import CastRequest
+from app.casting import CastRequest
 from app.local_call import CallLimits, LocalCalls
 from tests.web.conftest import (
     LIBRARY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.conversation import CastRequest
+from app.casting import CastRequest
 from app.local_call import LocalCalls
 from tests.app.session_io import wait_for
 from tests.web.conftest import LIBRARY, call_with

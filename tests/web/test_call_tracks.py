@@ -12,7 +12,7 @@ import torch
 from aiortc.mediastreams import MediaStreamError
 
 from app.avatar.frames import AvatarFrame, audio_frame, video_frames
-from app.local_call.tracks import AUDIO_FRAME, AUDIO_RATE, VIDEO_CLOCK, AvatarTracks
+from app.local_call.tracks import OPUS_FRAME, OPUS_RATE, VIDEO_CLOCK, AvatarTracks
 from tests.app.session_io import voiced
 
 FPS, RATE, SIZE = 25, 24000, 16
@@ -51,8 +51,8 @@ def test_pts_count_frames_across_a_jump_in_indices_and_audio_keeps_pace():
     # 10 frames of 40 ms: 400 ms of audio, so 20 frames of 20 ms, the resampler holding back
     # at most a few ms of filter delay
     audio = drain(tracks.audio, 19)
-    assert all(f.sample_rate == AUDIO_RATE and f.samples == AUDIO_FRAME for f in audio)
-    assert [f.pts for f in audio] == [n * AUDIO_FRAME for n in range(19)]
+    assert all(f.sample_rate == OPUS_RATE and f.samples == OPUS_FRAME for f in audio)
+    assert [f.pts for f in audio] == [n * OPUS_FRAME for n in range(19)]
     assert all(f.layout.name == "mono" for f in audio)
     sent = np.concatenate([f.to_ndarray()[0] for f in audio]).astype(np.float64)
     pushed = np.concatenate([np.frombuffer(f.audio.data, np.int16) for f in frames])

@@ -29,8 +29,9 @@ from playwright.sync_api import expect, sync_playwright
 from skimage import data
 
 from app.characters import ASSETS
+from app.drafts import UPLOAD_MAX_BYTES
 from app.render import speak
-from app.store import UPLOAD_MAX_BYTES, Store
+from app.store import Store
 from avatar_engine.audio.turns import plan_turns
 from tests.app.test_inputs import png_claiming
 from tests.app.test_store import library_snapshot
@@ -393,7 +394,7 @@ def test_the_page_opens_a_character_and_shows_the_faces_of_an_upload(
 
 def test_an_upload_over_the_limit_is_refused_before_it_is_stored(console: Console, tmp_path):
     """Gradio took a 200 MB upload into its temp folder before any check; now its upload
-    route stops at the largest file the library takes (app.store.UPLOAD_MAX_BYTES)."""
+    route stops at the largest file the library takes (app.drafts.UPLOAD_MAX_BYTES)."""
     assert UPLOAD_MAX_BYTES == 20 * 2**20
     with httpx.Client(base_url=console.url, timeout=60) as http:
         assert http.get("config").json()["max_file_size"] == UPLOAD_MAX_BYTES  # the page's

@@ -14,17 +14,17 @@ import gradio as gr
 import numpy as np
 
 from app.characters import Face, FaceCrop, check_id, crop_portrait
-from app.inputs import load_audio, load_image
-from app.render import Turn
-from app.store import (
+from app.drafts import (
     VOICE_MAX_BYTES,
     VOICE_MAX_SECONDS,
     VOICE_RATE,
     CharacterDraft,
-    Store,
     prepare_voice,
 )
-from avatar_engine.training.data.portraits import detect_faces
+from app.inputs import load_audio, load_image
+from app.render import Turn
+from app.store import Store
+from avatar_engine.framing import detect_faces
 from llm_bridge.offline.tts import check_voice
 from llm_bridge.persona import Persona
 from web.console.errors import user_errors

@@ -9,14 +9,14 @@ from pathlib import Path
 import gradio as gr
 
 from app.avatar import AvatarEngine
-from app.store import (
+from app.drafts import (
     GREETING_MAX_CHARS,
     INSTRUCTIONS_MAX_CHARS,
     LINE_MAX_CHARS,
     LINES_MAX,
     NAME_MAX_CHARS,
-    Store,
 )
+from app.store import Store
 from llm_bridge.persona import OPENAI_VOICES
 from web.console import characters, scenes
 from web.console.characters import CharacterActions

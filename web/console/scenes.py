@@ -12,10 +12,11 @@ import gradio as gr
 import numpy as np
 
 from app.characters import Box, Face, group_picture, side_by_side
+from app.drafts import SceneDraft
 from app.inputs import load_image
 from app.render import Turn
-from app.store import SceneDraft, Store
-from avatar_engine.training.data.portraits import detect_faces
+from app.store import Store
+from avatar_engine.framing import detect_faces
 from web.console.characters import call_link
 from web.console.errors import user_errors
 from web.console.preview import (

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.framing import Portrait
 from avatar_engine.training.data.motion import (
     MotionTrack,
     animate,
     listening_track,
     speech_track,
 )
-from avatar_engine.training.data.portraits import Portrait, background, random_portrait
+from avatar_engine.training.data.portraits import background, random_portrait
 from avatar_engine.training.data.speech import random_utterance
 from avatar_engine.training.features import clip_audio_frames
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avatar_engine.training.data.portraits import Portrait
+from avatar_engine.framing import Portrait
 
 JAW_DROP = 0.08  # at full opening the jaw drops 1.6 × this of the face's height (13%)
 MOUTH_COLOR = (0.22, 0.04, 0.07)

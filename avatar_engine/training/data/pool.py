@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.framing import as_uint8
 from avatar_engine.training.data.clips import Clip, make_clip
-from avatar_engine.training.data.portraits import as_uint8
 
 
 class ClipPool:

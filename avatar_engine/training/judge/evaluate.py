@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from avatar_engine.training.data.portraits import as_uint8
+from avatar_engine.framing import as_uint8
 from avatar_engine.training.judge import faces, metrics
 from avatar_engine.training.judge.pools import Drawn, Photo, Pool
 from avatar_engine.training.judge.programs import EVAL_SEED, Program, Rendered

@@ -20,13 +20,9 @@ import soundfile
 import torch
 
 from avatar_engine.audio.resample import resample
+from avatar_engine.framing import Portrait, photo_portrait
 from avatar_engine.training.data.clips import in_slot
-from avatar_engine.training.data.portraits import (
-    Portrait,
-    background,
-    draw_portrait,
-    photo_portrait,
-)
+from avatar_engine.training.data.portraits import background, draw_portrait
 from avatar_engine.training.data.speech import HELD_OUT_TEXTS, espeak
 from avatar_engine.training.judge.faces import INSTALL_HINT
 

@@ -15,11 +15,11 @@ from avatar_engine.audio.encoder import SpeechEncoder
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.audio.turns import Turn, TurnPlan, plan_turns
 from avatar_engine.config import Preset
+from avatar_engine.framing import Portrait, as_uint8
 from avatar_engine.model.dit import WanDiT
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.motion import mouth_region
-from avatar_engine.training.data.portraits import Portrait, as_uint8
 from avatar_engine.vae.model import WanVAE
 
 EVAL_SEED = 10_000  # never a training seed

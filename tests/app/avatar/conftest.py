@@ -13,11 +13,11 @@ from livekit.agents.voice.avatar import AudioSegmentEnd
 
 from app.avatar.engine import AvatarEngine, build_engine
 from app.avatar.generator import AvatarVideoGenerator
+from avatar_engine.chunks import VideoChunk
 from avatar_engine.config import AudioConfig, Preset, VAEConfig
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.vae.stream import VideoChunk
 from tests.conftest import MICRO_STREAM, micro_dit
 
 CFG = micro_dit()

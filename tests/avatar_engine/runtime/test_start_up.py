@@ -45,7 +45,7 @@ def _send_out_of_order(conn, message: tuple) -> None:
 @pytest.fixture
 def ranks_out_of_order(monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)  # the ranks run `python -m MODULE` from here
-    monkeypatch.setattr(disaggregated, "WORKER_MODULE", MODULE)
+    monkeypatch.setattr(disaggregated, "RANK_MODULE", MODULE)
     monkeypatch.setenv(MARKER_ENV, str(tmp_path / "rank 1 is ready"))
     return monkeypatch
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from avatar_engine.chunks import VideoChunk
 from avatar_engine.config import Preset
 from avatar_engine.embedded import EmbeddedModel
 from avatar_engine.scene import scene_from_image
 from avatar_engine.training.data.portraits import draw_portrait
 from avatar_engine.vae.detail import ReferenceDetail, encode_still
-from avatar_engine.vae.stream import VideoChunk
 from avatar_engine.vae.video import to_uint8_frames
 
 TINY = Preset.from_name("tiny")

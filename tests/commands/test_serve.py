@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 import app.conversation
 from app.local_call import CallLimits
-from app.serve import add_parsers, check_limits
 from avatar_engine.embedded import EmbeddedModel
+from commands.serve import add_parsers, check_limits
 from web.limits import WebLimits
 from web.livekit_token import TOKEN_TTL_S
 

@@ -23,8 +23,8 @@ from app.avatar.messages import Audio, Clear, Close, Message, PcmIn, SegmentEnd,
 from app.avatar.segments import Segment
 from avatar_engine.audio.routing import route_to_speaker
 from avatar_engine.audio.stream import SpeechFeatureStream
+from avatar_engine.chunks import VideoChunk
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.vae.stream import VideoChunk
 
 logger = logging.getLogger(__name__)
 PUSH_PIECE_S = 30  # replaying a segment's audio into the feature stream, in pieces this long
@@ -39,7 +39,7 @@ class InFlight:
     frames: int
 
 
-class ChunkWorker:
+class EngineThread:
     def __init__(
         self,
         engine: AvatarEngine,

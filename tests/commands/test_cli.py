@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from app.cli import main
+from commands.cli import main
 
 
 def test_info_prints_every_preset_with_costs(capsys):
@@ -38,7 +38,7 @@ def test_bench_engine_reports_the_figures(capsys):
 
 def test_bad_arguments_exit_with_a_message():
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "bench", "engine", "--late-chunk", "3"],
+        [sys.executable, "-m", "commands.cli", "bench", "engine", "--late-chunk", "3"],
         capture_output=True,
         text=True,
     )
@@ -48,7 +48,7 @@ def test_bad_arguments_exit_with_a_message():
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "commands.cli",
             "bench",
             "engine",
             "--preset",
@@ -100,8 +100,8 @@ def test_train_vae_passes_every_option_on(monkeypatch, tmp_path):
 
 
 def test_train_student_passes_every_option_on(monkeypatch, tmp_path):
-    import app.training_cli as cli
     import avatar_engine.training.distill as distill
+    import commands.train as cli
 
     seen = {}
     monkeypatch.setattr(cli, "_vae", lambda run: f"vae from {run}")
@@ -120,8 +120,8 @@ def test_train_student_passes_every_option_on(monkeypatch, tmp_path):
 
 
 def test_train_teacher_starts_from_init(monkeypatch, tmp_path):
-    import app.training_cli as cli
     import avatar_engine.training.teacher as teacher
+    import commands.train as cli
 
     seen = {}
     monkeypatch.setattr(cli, "_vae", lambda run: f"vae from {run}")
@@ -135,8 +135,8 @@ def test_train_teacher_starts_from_init(monkeypatch, tmp_path):
 
 
 def test_eval_teacher_prints_the_figures_per_guidance(monkeypatch, capsys):
-    import app.training_cli as cli
     import avatar_engine.training.teacher_check as check
+    import commands.train as cli
 
     class Model:
         def __init__(self, name):

@@ -12,8 +12,9 @@ import pytest
 from livekit.agents import AgentServer
 from livekit.agents.testing import fake_job_context
 
-from app import conversation, worker
-from app.conversation import CastRequest
+from app import casting, conversation, livekit_worker
+from app.casting import CastRequest
+from app.livekit_worker import LiveKitWorkerSettings
 
 LIVEKIT = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
@@ -21,7 +22,7 @@ LIVEKIT = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in LIVEKIT}
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "commands.cli", *args],
         capture_output=True,
         text=True,
         env={**base, **env},
@@ -47,51 +48,53 @@ def test_worker_forwards_to_livekits_cli():
 
 def test_flags_stand_in_for_the_variables():
     argv = ["start", "--url", "wss://x", "--api-key=k"]
-    assert worker.missing_settings(argv, {}) == ["LIVEKIT_API_SECRET"]
-    assert worker.missing_settings(["dev"], dict.fromkeys(LIVEKIT, "v")) == []
+    assert livekit_worker.missing_settings(argv, {}) == ["LIVEKIT_API_SECRET"]
+    assert livekit_worker.missing_settings(["dev"], dict.fromkeys(LIVEKIT, "v")) == []
 
 
 def test_load_is_the_share_of_session_slots_in_use():
-    load = worker.SessionLoad(sessions=4)
+    load = livekit_worker.SessionLoad(sessions=4)
     server = SimpleNamespace(active_jobs=[])
     assert load(server) == 0.0
     server.active_jobs = ["job"] * 3
     assert load(server) == 0.75
     server.active_jobs = ["job"] * 5  # a job that was already dispatched still counts as full
     assert load(server) == 1.0
-    options = worker.worker_options(worker.WorkerSettings(sessions=4))
+    options = livekit_worker.worker_options(LiveKitWorkerSettings(sessions=4))
     assert options.load_threshold == 1.0  # full (unavailable to dispatch) at 4 sessions
     assert options.num_idle_processes == 4  # a prewarmed engine per slot
     with pytest.raises(ValueError, match="at least 1 session"):
-        worker.WorkerSettings(sessions=0)
+        LiveKitWorkerSettings(sessions=0)
 
 
 def test_the_worker_registers_for_explicit_dispatch_by_name(monkeypatch):
-    monkeypatch.delenv(worker.AGENT_NAME_VARIABLE, raising=False)
-    assert worker.worker_options(worker.WorkerSettings()).agent_name == "avatar"
-    monkeypatch.setenv(worker.AGENT_NAME_VARIABLE, "avatar-eu")  # livekit's variable
-    assert worker.worker_options(worker.WorkerSettings()).agent_name == "avatar-eu"
-    named = worker.WorkerSettings(agent_name="avatar-gpu")  # an explicit name wins
-    assert worker.worker_options(named).agent_name == "avatar-gpu"
+    monkeypatch.delenv(casting.AGENT_NAME_VARIABLE, raising=False)
+    assert livekit_worker.worker_options(LiveKitWorkerSettings()).agent_name == "avatar"
+    monkeypatch.setenv(casting.AGENT_NAME_VARIABLE, "avatar-eu")  # livekit's variable
+    assert livekit_worker.worker_options(LiveKitWorkerSettings()).agent_name == "avatar-eu"
+    named = LiveKitWorkerSettings(agent_name="avatar-gpu")  # an explicit name wins
+    assert livekit_worker.worker_options(named).agent_name == "avatar-gpu"
     # livekit registers the entrypoint under the name, which makes dispatch explicit
-    server = AgentServer.from_server_options(worker.worker_options(named))
+    server = AgentServer.from_server_options(livekit_worker.worker_options(named))
     assert server._agent_name == "avatar-gpu"
     with pytest.raises(ValueError, match="agent name"):
-        worker.WorkerSettings(agent_name="")
+        LiveKitWorkerSettings(agent_name="")
 
 
 def test_prewarm_builds_the_engine_once_per_process_then_freezes_the_heap(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(conversation, "load_engine", lambda **kw: calls.append(kw) or "engine")
     # not this test process's heap: record the calls instead
-    monkeypatch.setattr(worker.gc, "collect", lambda: calls.append("collect"))
-    monkeypatch.setattr(worker.gc, "freeze", lambda: calls.append("freeze"))
-    options = worker.worker_options(worker.WorkerSettings(device="cuda", data=str(tmp_path)))
+    monkeypatch.setattr(livekit_worker.gc, "collect", lambda: calls.append("collect"))
+    monkeypatch.setattr(livekit_worker.gc, "freeze", lambda: calls.append("freeze"))
+    options = livekit_worker.worker_options(
+        LiveKitWorkerSettings(device="cuda", data=str(tmp_path))
+    )
     proc = SimpleNamespace(userdata={})
     options.prewarm_fnc(proc)
-    assert proc.userdata[worker.ENGINE_KEY] == "engine"
+    assert proc.userdata[livekit_worker.ENGINE_KEY] == "engine"
     # the console's library, so characters created there can be called
-    assert "ada" in proc.userdata[worker.LIBRARY_KEY].ids("character")
+    assert "ada" in proc.userdata[livekit_worker.LIBRARY_KEY].ids("character")
     assert (tmp_path / "characters" / "ada").exists()
     # the engine's objects are built, the setup's garbage collected, then the rest frozen
     assert calls == [{"device": "cuda", "runtime": "local"}, "collect", "freeze"]
@@ -112,9 +115,9 @@ def test_entrypoint_casts_what_the_job_asks_for(monkeypatch):
 
     async def run() -> None:
         with fake_job_context(job_metadata='{"scene": "duo"}') as ctx:
-            ctx.proc.userdata[worker.ENGINE_KEY] = "engine"
-            ctx.proc.userdata[worker.LIBRARY_KEY] = "library"
-            await worker.entrypoint(ctx)
+            ctx.proc.userdata[livekit_worker.ENGINE_KEY] = "engine"
+            ctx.proc.userdata[livekit_worker.LIBRARY_KEY] = "library"
+            await livekit_worker.entrypoint(ctx)
             assert started == [(ctx.room, "engine", CastRequest(scene="duo"), "library")]
             for callback in ctx._shutdown_callbacks:
                 await callback("test")

@@ -180,7 +180,7 @@ def test_a_reply_slower_than_real_time_makes_the_video_wait_not_skip(engine, cap
             await pushing
             await gen.aclose()
 
-    with caplog.at_level(logging.WARNING, logger="app.avatar.worker"):
+    with caplog.at_level(logging.WARNING, logger="app.avatar.engine_thread"):
         frames = run(session())
     assert "avatar audio late: video waits" in caplog.messages
     assert [f.index for f in frames] == list(range(120))

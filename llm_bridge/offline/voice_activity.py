@@ -1,6 +1,6 @@
 """Voice activity on webrtcvad with smoothing: speech starts when most of the last few frames
 are voiced, and ends only after a hangover of unvoiced frames, so short pauses between words do
-not end a turn. Used for end-of-turn detection (offline voice) and barge-in (local transport).
+not end a turn. The offline voice's VAD (vad.py) uses it for end of turn and barge-in.
 
 A frame counts as voiced only if webrtcvad says so and it stands SNR_DB above the recent noise
 floor: webrtcvad's noise model needs time to adapt and calls a quiet hiss speech at first.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar_engine.audio.vad import VoiceActivityDetector
+from llm_bridge.offline.voice_activity import VoiceActivityDetector
 from tests.avatar_engine.audio.conftest import espeak
 
 TOLERANCE_S = 0.1

@@ -1,4 +1,4 @@
-"""Entry point of one DisaggregatedRuntime rank: `python -m avatar_engine.runtime.worker
+"""Entry point of one DisaggregatedRuntime rank: `python -m avatar_engine.runtime.rank_main
 ADDRESS RANK`, started by the runtime, never by hand.
 
 The rank connects back to the runtime, receives the engine spec and the layout, joins the
@@ -38,7 +38,7 @@ def _exit_with_parent() -> None:
             os._exit(1)
 
 
-def run(address: str, rank: int) -> None:
+def rank_main(address: str, rank: int) -> None:
     conn = Client(address, family="AF_UNIX", authkey=bytes.fromhex(os.environ[AUTHKEY_ENV]))
     send(conn, ("hello", rank))
     threading.Thread(target=_exit_with_parent, daemon=True).start()
@@ -71,4 +71,4 @@ def run(address: str, rank: int) -> None:
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], int(sys.argv[2]))
+    rank_main(sys.argv[1], int(sys.argv[2]))

@@ -133,7 +133,7 @@ def _cast(args: argparse.Namespace) -> Cast:
     from app.characters import crop_portrait
     from app.inputs import InputError, load_image
     from app.store import Store
-    from avatar_engine.training.data.portraits import detect_faces
+    from avatar_engine.framing import detect_faces
 
     if args.image is not None:
         if args.script is not None:

@@ -1,49 +1,14 @@
-"""The `avatar` command line."""
+"""`avatar bench`: the engine's DiT, the runtimes end to end, and the VAE, timed."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-
-from app.eval_cli import add_parsers as add_eval_parsers
-from app.render_cli import add_parsers as add_render_parsers
-from app.serve import add_parsers as add_serve_parsers
-from app.training_cli import add_parsers as add_training_parsers
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def _gib(n: int) -> str:
+def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    import torch
-
-    from avatar_engine.config import PRESETS
-    from avatar_engine.costs import summarize
-
-    dtype = getattr(torch, DTYPES[args.dtype])
-    header = (
-        f"{'preset':<22}{'total':>9}{'trunk':>9}{'(image)':>9}{'audio':>9}{'resolution':>12}"
-        f"{'tokens/chunk':>14}{'KV cache':>12}{'TFLOP/chunk':>13}{'chunk':>8}"
-    )
-    print(f"Presets (KV cache in {args.dtype}; FLOPs for one steady-state chunk, all steps)")
-    print(header)
-    for preset in PRESETS.values():
-        s = summarize(preset, dtype=dtype)
-        p = s.params
-        print(
-            f"{s.name:<22}{_params(p.total):>9}{_params(p.trunk):>9}{_params(p.image):>9}"
-            f"{_params(p.audio):>9}{f'{s.resolution[0]}x{s.resolution[1]}':>12}"
-            f"{s.tokens_per_chunk:>14}{_gib(s.kv_cache_bytes):>12}{s.chunk_flops / 1e12:>13.3f}"
-            f"{f'{s.chunk_duration_s:.2f}s':>8}"
-        )
-    return 0
 
 
 def cmd_bench_engine(args: argparse.Namespace) -> int:
@@ -80,7 +45,7 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
         f"  matmul ceiling (same run): {r.matmul_ceiling_gflops:.1f} GFLOP/s "
         f"-> {r.achieved_gflops / r.matmul_ceiling_gflops:.0%} of ceiling"
     )
-    print(f"  KV cache:                  {_gib(r.kv_cache_bytes)}")
+    print(f"  KV cache:                  {gib(r.kv_cache_bytes)}")
     print(
         f"  chunk {r.late_chunk} vs chunk {r.early_chunk}:       "
         f"{r.late_time_s * 1e3:.1f} / {r.early_time_s * 1e3:.1f} ms = {r.late_vs_early:.3f}"
@@ -176,24 +141,7 @@ def cmd_bench_vae(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from app.worker import WorkerSettings, run_worker
-
-    settings = WorkerSettings(
-        sessions=args.sessions, device=args.device, runtime=args.runtime, data=args.data
-    )
-    run_worker(args.livekit_args, settings=settings)
-    return 0  # livekit's CLI exits the process itself
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avatar", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    info = sub.add_parser("info", help="print presets with parameter counts and costs")
-    info.add_argument("--dtype", choices=DTYPES, default="bf16", help="dtype for KV-cache bytes")
-    info.set_defaults(func=cmd_info)
-
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     engine = bench_sub.add_parser("engine", help="DiT time per chunk vs real time")
@@ -228,42 +176,3 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--device", default="cpu")
     vae.add_argument("--dtype", choices=DTYPES, default="fp32")
     vae.set_defaults(func=cmd_bench_vae)
-    add_serve_parsers(sub)
-    add_render_parsers(sub)
-    add_training_parsers(sub)
-    add_eval_parsers(sub)
-
-    worker = sub.add_parser(
-        "worker",
-        help="run a LiveKit Agents worker that joins rooms as the avatar",
-        description="Run a LiveKit Agents worker (needs LIVEKIT_URL, LIVEKIT_API_KEY and "
-        "LIVEKIT_API_SECRET). What follows the options goes to livekit's CLI: start (the "
-        "default), dev, or connect --room NAME; put --help after one for its options.",
-    )
-    worker.add_argument(
-        "--sessions", type=int, default=1, help="conversations this worker runs at once"
-    )
-    worker.add_argument("--device", default="cpu", help="the engine's device, e.g. cuda")
-    worker.add_argument("--runtime", choices=("local", "disaggregated"), default="local")
-    worker.add_argument(
-        "--data", metavar="DIR", help="the console's library (default: $AVATAR_DATA or XDG)"
-    )
-    worker.add_argument(
-        "livekit_args", nargs=argparse.REMAINDER, metavar="start|dev|connect ...",
-        help="livekit CLI command and options",
-    )  # fmt: skip
-    worker.set_defaults(func=cmd_worker)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ValueError as err:
-        print(f"avatar: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

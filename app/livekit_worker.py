@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from app.casting import agent_name_from
+
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, WorkerOptions
 
@@ -34,18 +36,10 @@ REQUIRED_SETTINGS = {
 COMMANDS = ("start", "dev", "connect")  # livekit CLI commands that reach a server
 ENGINE_KEY = "avatar_engine"  # in JobProcess.userdata
 LIBRARY_KEY = "avatar_library"
-AGENT_NAME_VARIABLE = "LIVEKIT_AGENT_NAME"  # livekit's own variable for it
-DEFAULT_AGENT_NAME = "avatar"
-
-
-def agent_name_from(env: Mapping[str, str]) -> str:
-    """The agent name workers register under and tokens dispatch: LIVEKIT_AGENT_NAME, else
-    "avatar"; one variable for both sides, so they cannot disagree by default."""
-    return env.get(AGENT_NAME_VARIABLE) or DEFAULT_AGENT_NAME
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
+class LiveKitWorkerSettings:
     """What each job process needs to know; picklable, as livekit sends it to its processes."""
 
     sessions: int = 1  # conversations this worker runs at once (its capacity)
@@ -85,7 +79,7 @@ def missing_settings(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
 # itself, after the settings check) import them.
 
 
-def prewarm(proc: JobProcess, *, settings: WorkerSettings) -> None:
+def prewarm(proc: JobProcess, *, settings: LiveKitWorkerSettings) -> None:
     """Build the engine once per job process, before any job arrives, and open the library
     the console edits, so characters made there can be called."""
     from app.conversation import load_engine
@@ -106,7 +100,8 @@ def prewarm(proc: JobProcess, *, settings: WorkerSettings) -> None:
 
 async def entrypoint(ctx: JobContext) -> None:
     """One room: read what the job asks for, join, start the avatar, then the session."""
-    from app.conversation import CastRequest, start_conversation
+    from app.casting import CastRequest
+    from app.conversation import start_conversation
 
     request = CastRequest.from_metadata(ctx.job.metadata)
     where = {"room": ctx.job.room.name, "character": request.character, "scene": request.scene}
@@ -121,7 +116,7 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(conversation.aclose)
 
 
-def worker_options(settings: WorkerSettings) -> WorkerOptions:
+def worker_options(settings: LiveKitWorkerSettings) -> WorkerOptions:
     from livekit.agents import WorkerOptions
 
     return WorkerOptions(
@@ -136,7 +131,7 @@ def worker_options(settings: WorkerSettings) -> WorkerOptions:
 
 
 def run_worker(
-    argv: Sequence[str], *, settings: WorkerSettings, env: Mapping[str, str] | None = None
+    argv: Sequence[str], *, settings: LiveKitWorkerSettings, env: Mapping[str, str] | None = None
 ) -> None:
     """Hand over to livekit's CLI (`start`, `dev`, `connect`, ...), which exits the process.
 
