@@ -1,5 +1,5 @@
 """The hand-offs along a stream: the DiT's latent chunk to the decoder, the decoder's video
-chunk to whoever shows it. Below both the DiT (session.py) and the VAE (vae/stream.py), which
+chunk to whoever shows it. Below both the DiT (session.py) and the VAE (vae/chunk_decoder.py), which
 each import them and never each other."""
 
 from __future__ import annotations

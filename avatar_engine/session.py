@@ -13,8 +13,8 @@ from avatar_engine.model.rope import RopeTable
 from avatar_engine.model.window import ChunkRole, StreamingWindow, slot_tables
 from avatar_engine.sampling import FewStepSampler
 from avatar_engine.scene import SceneConditioning
+from avatar_engine.vae.chunk_decoder import ChunkDecoder
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.vae.stream import ChunkDecoder
 
 
 class StreamSession:

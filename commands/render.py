@@ -30,7 +30,7 @@ lines and lines starting with # are skipped. Each turn starts when the one befor
 
 
 @dataclass(frozen=True)
-class Cast:
+class ScriptCast:
     """Who is in the picture."""
 
     picture: np.ndarray  # [H, W, 3] uint8 RGB
@@ -129,7 +129,7 @@ def _check_output(path: Path) -> None:
         raise InputError(f"the output {path} is a directory; name an .mp4 file")
 
 
-def _cast(args: argparse.Namespace) -> Cast:
+def _cast(args: argparse.Namespace) -> ScriptCast:
     from app.characters import crop_portrait
     from app.inputs import InputError, load_image
     from app.store import Store
@@ -147,15 +147,15 @@ def _cast(args: argparse.Namespace) -> Cast:
                 file=sys.stderr,
             )
         crop = crop_portrait(image, faces[0] if faces else None)  # none found: the centre
-        return Cast(crop.image, list(crop.face_boxes), ["image"], [None])
+        return ScriptCast(crop.image, list(crop.face_boxes), ["image"], [None])
     library = Store(args.data).library
     if args.character is not None:
         c = library.character(args.character)
-        return Cast(c.picture(), [c.face_box], [c.id], [c.persona])
+        return ScriptCast(c.picture(), [c.face_box], [c.id], [c.persona])
     if args.audio is not None:
         raise InputError("--scene needs a --script (who says what), not one --audio")
     scene = library.scene(args.scene)
-    return Cast(
+    return ScriptCast(
         scene.picture,
         list(scene.face_boxes),
         [c.id for c in scene.characters],
@@ -163,7 +163,7 @@ def _cast(args: argparse.Namespace) -> Cast:
     )
 
 
-def _turns(args: argparse.Namespace, cast: Cast) -> list[Turn]:
+def _turns(args: argparse.Namespace, cast: ScriptCast) -> list[Turn]:
     from app.inputs import load_audio
     from app.render import Turn
 
@@ -173,7 +173,7 @@ def _turns(args: argparse.Namespace, cast: Cast) -> list[Turn]:
     return parse_script(args.script, cast)
 
 
-def parse_script(path: Path, cast: Cast) -> list[Turn]:
+def parse_script(path: Path, cast: ScriptCast) -> list[Turn]:
     """The script's turns (SCRIPT_FORMAT), text already spoken; together at most
     AUDIO_MAX_SECONDS, as one --audio file (refused at the first turn past it)."""
     from livekit.agents import APIError

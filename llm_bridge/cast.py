@@ -49,7 +49,7 @@ def scene_instructions(persona: Persona, others: Sequence[str]) -> str:
     )
 
 
-class Character(Agent):
+class CharacterAgent(Agent):
     """One character: its persona's instructions and voice, a greeting, and the hand-over."""
 
     def __init__(self, *, persona: Persona, index: int, cast: Cast, **models: Any) -> None:
@@ -137,7 +137,7 @@ class Cast:
             kwargs = [self._offline_voice(p, self.names, stt) for p in self.personas]
             self._models.append(stt)
         self.agents = [
-            Character(persona=p, index=i, cast=self, **kw)
+            CharacterAgent(persona=p, index=i, cast=self, **kw)
             for i, (p, kw) in enumerate(zip(self.personas, kwargs, strict=True))
         ]
         logger.info(
@@ -171,7 +171,7 @@ class Cast:
         """The character that has the floor (None before the session starts)."""
         return self._active
 
-    def character(self, name: str) -> Character:
+    def character(self, name: str) -> CharacterAgent:
         """The character called `name` (any case)."""
         for agent in self.agents:
             if agent.persona.name.casefold() == name.strip().casefold():

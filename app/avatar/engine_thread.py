@@ -19,10 +19,10 @@ import numpy as np
 
 from app.avatar.engine import AvatarEngine
 from app.avatar.frames import AvatarFrame, Timeline, VideoFormat, audio_frame, silence, video_frames
-from app.avatar.messages import Audio, Clear, Close, Message, PcmIn, SegmentEnd, Speaker, Taken
+from app.avatar.messages import Audio, Clear, Close, Message, PcmIn, SegmentEnd, SetSpeaker, Taken
 from app.avatar.segments import Segment
+from avatar_engine.audio.feature_stream import SpeechFeatureStream
 from avatar_engine.audio.routing import route_to_speaker
-from avatar_engine.audio.stream import SpeechFeatureStream
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.scene import SceneConditioning
 
@@ -105,7 +105,7 @@ class EngineThread:
                 self._on_clear(epoch)
             case Taken(epoch=epoch, frames=frames) if epoch == self.epoch:
                 self.buffered -= frames
-            case Speaker(index=index):
+            case SetSpeaker(index=index):
                 self.speaker = index
             case Close():
                 self.closed = True

@@ -1,6 +1,6 @@
 """The engine behind livekit-agents' VideoGenerator contract.
 
-Audio pushed in is placed on the video timeline at a chunk boundary; the engine's worker
+Audio pushed in is placed on the video timeline at a chunk boundary; the engine
 thread generates chunks about one chunk ahead of the consumer; frames come out one at a
 time with exactly their share of the audio. The event loop only copies and queues.
 """
@@ -18,9 +18,9 @@ from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
 from app.avatar.engine import AvatarEngine
-from app.avatar.engine_thread import Audio, Clear, Close, EngineThread, SegmentEnd, Speaker, Taken
+from app.avatar.engine_thread import EngineThread
 from app.avatar.frames import AvatarFrame, VideoFormat
-from app.avatar.messages import PcmIn
+from app.avatar.messages import Audio, Clear, Close, PcmIn, SegmentEnd, SetSpeaker, Taken
 from avatar_engine.audio.pcm import MAX_RATE, MIN_RATE
 from avatar_engine.scene import SceneConditioning
 
@@ -51,7 +51,7 @@ class AvatarVideoGenerator(VideoGenerator):
         if scene.batch != 1:
             raise ValueError(f"a generator streams one scene, got a batch of {scene.batch}")
         self._engine, self._scene = engine, scene
-        self._worker = EngineThread(
+        self._engine_thread = EngineThread(
             engine,
             scene,
             rate=sample_rate,
@@ -81,7 +81,7 @@ class AvatarVideoGenerator(VideoGenerator):
                 f"speaker {index} is not one of the scene's {self._scene.num_characters} characters"
             )
         self._speaker = index
-        self._worker.inbox.put(Speaker(index))
+        self._engine_thread.inbox.put(SetSpeaker(index))
 
     # ---- VideoGenerator ------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ class AvatarVideoGenerator(VideoGenerator):
         if self._error is not None:
             raise RuntimeError("the avatar engine failed") from self._error
         if isinstance(frame, AudioSegmentEnd):
-            self._worker.inbox.put(SegmentEnd(self._epoch))
+            self._engine_thread.inbox.put(SegmentEnd(self._epoch))
             return
         if not MIN_RATE <= frame.sample_rate <= MAX_RATE or frame.num_channels < 1:
             raise ValueError(
@@ -100,15 +100,15 @@ class AvatarVideoGenerator(VideoGenerator):
         samples = np.frombuffer(frame.data, dtype=np.int16).copy()  # [N * C]
         if len(samples):
             pcm = PcmIn(samples=samples, rate=frame.sample_rate, channels=frame.num_channels)
-            self._worker.inbox.put(Audio(self._epoch, pcm))
+            self._engine_thread.inbox.put(Audio(self._epoch, pcm))
 
     async def clear_buffer(self) -> None:
         """Barge-in: drop the audio not yet played and the frames not yet taken; the next
-        chunk is silent. Returns at once (the worker catches up in order)."""
+        chunk is silent. Returns at once (the engine thread catches up in order)."""
         self._epoch += 1
         dropped = len(self._frames)
         self._frames.clear()
-        self._worker.inbox.put(Clear(self._epoch))
+        self._engine_thread.inbox.put(Clear(self._epoch))
         logger.debug("clear_buffer", extra={"epoch": self._epoch, "dropped_frames": dropped})
 
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
@@ -134,7 +134,7 @@ class AvatarVideoGenerator(VideoGenerator):
         while True:
             if self._frames:
                 frame = self._frames.popleft()
-                self._worker.inbox.put(Taken(self._epoch, 1))
+                self._engine_thread.inbox.put(Taken(self._epoch, 1))
                 yield frame
             elif self._error is not None:
                 raise RuntimeError("the avatar engine failed") from self._error
@@ -148,12 +148,12 @@ class AvatarVideoGenerator(VideoGenerator):
         if self._closed:
             return
         self._closed = True
-        self._worker.inbox.put(Close())
+        self._engine_thread.inbox.put(Close())
         self._ready.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    # ---- the worker thread ---------------------------------------------------------------
+    # ---- the engine thread ---------------------------------------------------------------
 
     def _start(self) -> None:
         if self._thread is not None or self._closed:
@@ -169,9 +169,9 @@ class AvatarVideoGenerator(VideoGenerator):
 
     def _run(self) -> None:
         try:
-            self._worker.run()
+            self._engine_thread.run()
         except BaseException as exc:
-            logger.exception("avatar engine failed", extra={"epoch": self._worker.epoch})
+            logger.exception("avatar engine failed", extra={"epoch": self._engine_thread.epoch})
             self._call_soon(self._fail, exc)
         finally:
             self._engine.stream_lock.release()
@@ -184,7 +184,7 @@ class AvatarVideoGenerator(VideoGenerator):
         try:
             self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the loop is closed: nobody is left to take frames
-            self._worker.inbox.put(Close())
+            self._engine_thread.inbox.put(Close())
 
     def _deliver(self, epoch: int, frames: list[AvatarFrame]) -> None:
         if epoch != self._epoch or self._closed:

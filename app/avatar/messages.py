@@ -1,4 +1,4 @@
-"""What the event loop tells the engine's worker thread, in one FIFO inbox."""
+"""What the event loop tells the engine thread, in one FIFO inbox."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Taken:
 
 
 @dataclass(frozen=True)
-class Speaker:
+class SetSpeaker:
     """Who speaks the segments, from the next chunk submitted on."""
 
     index: int  # character in the scene
@@ -58,4 +58,4 @@ class Close:
     """End the session and the thread."""
 
 
-Message = Audio | SegmentEnd | Clear | Taken | Speaker | Close
+Message = Audio | SegmentEnd | Clear | Taken | SetSpeaker | Close

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from avatar_engine.audio.encoder import SpeechEncoder
+from avatar_engine.audio.feature_stream import SpeechFeatureStream
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.audio.routing import route_to_speaker
-from avatar_engine.audio.stream import SpeechFeatureStream
 from avatar_engine.config import Preset
 
 

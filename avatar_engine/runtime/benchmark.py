@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from avatar_engine.audio.encoder import build_encoder
+from avatar_engine.audio.feature_stream import SpeechFeatureStream
 from avatar_engine.audio.geometry import FrameGeometry
-from avatar_engine.audio.stream import SpeechFeatureStream
 from avatar_engine.benchmark import WARMUP, bench_inputs, sync
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.spec import EngineSpec

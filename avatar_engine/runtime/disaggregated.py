@@ -28,7 +28,7 @@ import torch
 
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.base import Runtime
-from avatar_engine.runtime.messages import receive, send
+from avatar_engine.runtime.protocol import receive, send
 from avatar_engine.runtime.rank_main import AUTHKEY_ENV
 from avatar_engine.runtime.ranks import Settings, role
 from avatar_engine.runtime.sequence_parallel import check_sequence_parallel

@@ -19,7 +19,7 @@ from multiprocessing.connection import Client
 import torch
 import torch.distributed as dist
 
-from avatar_engine.runtime.messages import receive, send
+from avatar_engine.runtime.protocol import receive, send
 from avatar_engine.runtime.ranks import DecoderRank, DitRank, Settings
 from avatar_engine.runtime.spec import EngineSpec
 

@@ -17,12 +17,12 @@ import torch
 import torch.distributed as dist
 
 from avatar_engine.chunks import LatentChunk, chunk_latent_shape
-from avatar_engine.runtime.messages import receive, send
+from avatar_engine.runtime.protocol import receive, send
 from avatar_engine.runtime.sequence_parallel import SequenceParallelSession
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
-from avatar_engine.vae.stream import ChunkDecoder
+from avatar_engine.vae.chunk_decoder import ChunkDecoder
 
 # Header of every message from DiT rank 0 to the decoder: [kind, a, b, c].
 START, CHUNK, END, STOP = range(4)  # START: a = batch; CHUNK: a, b, c = index, first, frames

@@ -26,7 +26,7 @@ from avatar_engine.vae.layers import (
     run_causal,
     video_to_frames,
 )
-from avatar_engine.vae.resample import Downsample, Upsample
+from avatar_engine.vae.updown import Downsample, Upsample
 
 RGB = 3
 

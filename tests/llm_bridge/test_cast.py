@@ -9,7 +9,7 @@ import pytest
 from livekit.agents.llm import RawFunctionTool
 from livekit.plugins.openai.realtime import RealtimeModel
 
-from llm_bridge.cast import Character, build_cast
+from llm_bridge.cast import CharacterAgent, build_cast
 from llm_bridge.handoff import HANDOFF_TOOL
 from llm_bridge.offline import EspeakTTS, ScriptedLLM, WebRtcVAD
 from llm_bridge.persona import Persona
@@ -82,7 +82,7 @@ def test_offline_cast_gives_each_character_its_voice():
     cast = build_cast([ANN, BOB], offline=True)
     assert not cast.online and cast.names == ["Ann", "Bob"]
     for agent, persona in zip(cast.agents, [ANN, BOB], strict=True):
-        assert isinstance(agent, Character) and agent.persona is persona
+        assert isinstance(agent, CharacterAgent) and agent.persona is persona
         assert isinstance(agent.llm, ScriptedLLM)
         assert isinstance(agent.tts, EspeakTTS)
         assert (agent.tts.voice, agent.tts.rate, agent.tts.pitch) == (

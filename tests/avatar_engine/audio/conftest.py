@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 
 from avatar_engine.audio.encoder import build_encoder
+from avatar_engine.audio.feature_stream import SpeechFeatureStream
 from avatar_engine.audio.geometry import FrameGeometry
-from avatar_engine.audio.stream import SpeechFeatureStream
 from avatar_engine.config import Preset
 
 TINY = Preset.from_name("tiny")

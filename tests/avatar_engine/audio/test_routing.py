@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from avatar_engine.audio.encoder import build_encoder
+from avatar_engine.audio.feature_stream import extract_features
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.audio.routing import route_to_speaker
-from avatar_engine.audio.stream import extract_features
 from avatar_engine.session import StreamSession
 from tests.avatar_engine.audio.conftest import TINY
 from tests.conftest import MICRO_STREAM, make_scene, micro_dit, random_model

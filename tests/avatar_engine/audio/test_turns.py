@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_engine.audio.stream import extract_features
+from avatar_engine.audio.feature_stream import extract_features
 from avatar_engine.audio.turns import Turn, plan_turns
 from tests.avatar_engine.audio.conftest import GEOMETRY, TINY
 

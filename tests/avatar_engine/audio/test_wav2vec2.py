@@ -11,7 +11,7 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from avatar_engine.audio.encoder import build_encoder
-from avatar_engine.audio.stream import extract_features
+from avatar_engine.audio.feature_stream import extract_features
 from avatar_engine.config import AudioConfig
 from tests.avatar_engine.audio.conftest import GEOMETRY, mel_stream, push_in_pieces
 

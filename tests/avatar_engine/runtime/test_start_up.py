@@ -1,7 +1,7 @@
 """Start-up takes the ranks' "ready" in whatever order they come, and a rank that says anything
 else ends it with what the rank said.
 
-The runtime's ranks run this module, which is the worker with the ranks' messages rearranged:
+The runtime's ranks run this module, which is rank_main with the ranks' messages rearranged:
 DiT rank 1 says "ready" well before DiT rank 0 (what sequence parallelism does when rank 0 is
 the slower one), and with UNEXPECTED set it says something else first.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from avatar_engine.runtime import disaggregated, ranks, worker
+from avatar_engine.runtime import disaggregated, rank_main, ranks
 from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
-from avatar_engine.runtime.messages import send
+from avatar_engine.runtime.protocol import send
 from tests.avatar_engine.runtime.test_runtime import SPEC
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -80,4 +80,4 @@ def test_a_rank_saying_something_else_first_stops_the_start(ranks_out_of_order):
 
 if __name__ == "__main__":
     ranks.send = _send_out_of_order
-    worker.run(sys.argv[1], int(sys.argv[2]))
+    rank_main.rank_main(sys.argv[1], int(sys.argv[2]))

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from avatar_engine.audio.encoder import build_encoder
+from avatar_engine.audio.feature_stream import extract_features
 from avatar_engine.audio.geometry import FrameGeometry
-from avatar_engine.audio.stream import extract_features
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.portraits import HELD_OUT_PHOTO, named_photo
 from avatar_engine.training.features import clip_windows
