@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avatar_engine.framing import photo_portrait
+from avatar_engine import photo_portrait
 from llm_bridge.persona import Persona
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -141,13 +141,14 @@ class CharacterLibrary:
             raise ValueError(f"{path}: a scene has 2 to 4 characters, not {len(characters)}")
         name, revision = data.get("name", ident), int(data.get("revision", 0))
         if "picture" not in data:
-            picture, boxes = side_by_side(characters)
-            return Scene(ident, name, characters, picture, tuple(boxes), revision=revision)
-        boxes = tuple(tuple(float(v) for v in box) for box in data["face_boxes"])
-        if len(boxes) != len(characters) or any(len(box) != 4 for box in boxes):
+            picture, placed = side_by_side(characters)
+            return Scene(ident, name, characters, picture, tuple(placed), revision=revision)
+        given = [tuple(float(v) for v in box) for box in data["face_boxes"]]
+        if len(given) != len(characters) or any(len(box) != 4 for box in given):
             raise ValueError(f"{path}: face_boxes needs one (x0, y0, x1, y1) per character")
         with Image.open(path.parent / data["picture"]) as im:
             picture = np.asarray(im.convert("RGB"))
+        boxes = tuple((x0, y0, x1, y1) for x0, y0, x1, y1 in given)
         return Scene(ident, name, characters, picture, boxes, group_photo=True, revision=revision)
 
 
@@ -171,8 +172,8 @@ def crop_portrait(image: np.ndarray, face: Face | None, size: int = PORTRAIT_SIZ
         return group_picture(image, [], size, centre=(margin, margin, 1 - margin, 1 - margin))
     portrait = photo_portrait(image, face, size, zoom=FACE_ZOOM)
     pixels = (portrait.image * 255).round().to(torch.uint8).numpy()  # [S, S, 3]
-    box = tuple(min(max(v, 0.0), 1.0) for v in portrait.face_box)
-    return FaceCrop(pixels, (box,))
+    x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in portrait.face_box)
+    return FaceCrop(pixels, ((x0, y0, x1, y1),))
 
 
 def group_picture(

@@ -21,7 +21,7 @@ from app.avatar import AvatarEngine, AvatarVideoGenerator, build_engine
 from app.avatar.playout import AvatarPlayout, FrameSink
 from app.casting import Casting, CastRequest
 from app.characters import CharacterLibrary
-from avatar_engine.embedded import EmbeddedModel
+from avatar_engine import EmbeddedModel
 from llm_bridge.cast import Cast, build_cast
 
 if TYPE_CHECKING:

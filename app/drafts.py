@@ -10,7 +10,7 @@ import soundfile
 
 from app.characters import Character, FaceCrop
 from app.inputs import IMAGE_MAX_BYTES, InputError, MiB
-from avatar_engine.audio.resample import resample
+from avatar_engine import resample
 from llm_bridge.persona import Persona
 
 VOICE_RATE = 24000  # voice samples are stored as mono 16-bit wav at this rate

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from avatar_engine.audio.pcm import MAX_RATE, MIN_RATE
+from avatar_engine import MAX_RATE, MIN_RATE
 
 MiB = 1 << 20
 IMAGE_MAX_BYTES = 20 * MiB
@@ -29,6 +29,7 @@ class InputError(ValueError):
 
 def _open_source(source: Path | bytes, what: str, max_bytes: int) -> Path | io.BytesIO:
     """The file to decode, its size checked without reading it (a path stays a path)."""
+    opened: Path | io.BytesIO
     if isinstance(source, bytes | bytearray | memoryview):
         size, name, opened = len(source), f"the {what} file", io.BytesIO(bytes(source))
     else:
@@ -140,7 +141,7 @@ def _decode_with_av(
     as the limit is passed when the container does not state its duration."""
     not_audio = "the file is not audio in a supported format (wav, flac, ogg, mp3, m4a, webm)"
     try:
-        with av.open(str(file) if isinstance(file, Path) else file) as container:
+        with av.open(str(file) if isinstance(file, Path) else file, "r") as container:
             if not container.streams.audio:
                 raise InputError(not_audio)
             stream = container.streams.audio[0]

@@ -35,7 +35,7 @@ def write_mp4(
             for frame in frames.numpy():
                 container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(video.encode())
-            if sound is not None:
+            if audio is not None and sound is not None:
                 pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
                 step = 1024
                 for start in range(0, len(pcm), step):

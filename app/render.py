@@ -17,9 +17,7 @@ import torch
 
 from app.avatar.engine import AvatarEngine, FaceBox
 from app.media import write_mp4
-from avatar_engine.audio.resample import resample
-from avatar_engine.audio.turns import Turn, plan_turns
-from avatar_engine.chunks import VideoChunk
+from avatar_engine import Turn, VideoChunk, plan_turns, resample
 from llm_bridge.offline.tts import EspeakTTS
 from llm_bridge.persona import Persona
 

@@ -27,6 +27,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -103,7 +104,7 @@ class Store:
         if len(draft.portrait.face_boxes) != 1:
             raise ValueError("a character's portrait needs exactly one face box")
         files = {"portrait.png": _png(draft.portrait.image)}
-        record = {
+        record: dict[str, Any] = {
             "persona": draft.persona.to_dict(),
             "image": "portrait.png",
             "face_box": [round(v, 4) for v in draft.portrait.face_boxes[0]],

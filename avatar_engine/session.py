@@ -62,8 +62,7 @@ class StreamSession:
             self.timesteps = self.sampler.step_timesteps(scene.batch, self.device)
             self.face_masks = scene.face_masks.to(self.device)
             self.cache = self.new_cache(batch=scene.batch, device=self.device, dtype=param.dtype)
-        self.decoder = None if vae is None else ChunkDecoder(vae, stream.fps)
-        self.detail = scene.detail
+        self.decoder = None if vae is None else ChunkDecoder(vae, stream.fps, detail=scene.detail)
         self.latent_shape = chunk_latent_shape(cfg, stream, scene.batch)
 
     def window_slots(self, tables: tuple[RopeTable, ...]) -> tuple[RopeTable, ...]:
@@ -82,8 +81,7 @@ class StreamSession:
 
     def decode(self, chunk: LatentChunk) -> VideoChunk:
         """A chunk of this stream to RGB frames, the reference's detail restored if kept."""
-        video = self.decoder.decode(chunk)
-        return video if self.detail is None else self.detail.restore(video)
+        return self.decoder.decode(chunk)
 
     def next_chunk(self, features: torch.Tensor, speaking: torch.Tensor) -> LatentChunk:
         """Generate the next chunk.

@@ -92,7 +92,7 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
             times = alternate(
                 runtimes, spec, chunks=args.chunks, rounds=args.rounds, on_chunk=bar.update
             )
-        layout = disaggregated.settings
+        ranks = disaggregated.settings
     print(f"  chunk duration: {duration * 1e3:.0f} ms ({stream.video_frames_per_chunk} frames)")
     for threads, st in stages.items():
         features = "n/a" if st.features_s is None else f"{st.features_s * 1e3:.1f} ms"
@@ -102,8 +102,8 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
             f"sum / chunk duration {st.total_s / duration:.3f}"
         )
     print(
-        f"  disaggregated: {layout.dit_ranks} DiT rank(s) x {layout.dit_threads} thread(s), "
-        f"decoder x {layout.decoder_threads} thread(s), {layout.backend}"
+        f"  disaggregated: {ranks.dit_ranks} DiT rank(s) x {ranks.dit_threads} thread(s), "
+        f"decoder x {ranks.decoder_threads} thread(s), {ranks.backend}"
     )
     print(f"  {'runtime':<16}{'TTBC':>10}{'TTBC/chunk':>12}{'first chunk':>13}")
     for name, t in times.items():

@@ -18,7 +18,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from avatar_engine.embedded import EmbeddedModel
     from avatar_engine.training.judge.evaluate import Evaluation
     from avatar_engine.training.judge.pools import POOLS
-    from avatar_engine.training.judge.programs import BASELINES, Baseline, ModelProgram
+    from avatar_engine.training.judge.programs import BASELINES, Baseline, ModelProgram, Program
     from avatar_engine.training.judge.report import failed, summary, table
 
     if args.threads:
@@ -31,7 +31,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     evaluation = Evaluation(
         POOLS[args.pool], preset.stream.height, preset.stream.fps, geometry.samples_per_frame
     )
-    programs = [ModelProgram(spec.build_dit("cpu"), encoder, spec.build_vae("cpu"), preset)]
+    programs: list[Program] = [
+        ModelProgram(spec.build_dit("cpu"), encoder, spec.build_vae("cpu"), preset)
+    ]
     programs += [Baseline(kind, encoder, preset) for kind in BASELINES]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -203,7 +203,12 @@ def parse_script(path: Path, cast: ScriptCast) -> list[Turn]:
             if " " not in what and what.lower().endswith(AUDIO_SUFFIXES):
                 wave, rate = load_audio(path.parent / what)
             else:
-                wave, rate = speak(cast.personas[speaker], what)
+                persona = cast.personas[speaker]
+                if persona is None:
+                    raise InputError(
+                        "a bare --image has no voice to speak with: give an audio file"
+                    )
+                wave, rate = speak(persona, what)
         except (InputError, RuntimeError, APIError) as err:
             raise InputError(f"{where}: {err}") from None
         seconds += len(wave) / rate

@@ -1,7 +1,8 @@
 """The layers, held by a test: avatar_engine below llm_bridge below app below web, with
-commands/ (the `avatar` entry points) the one package above them all; the judge (dlib, whose
-landmark weights are for non-commercial use) and the rest of training out of the product;
-no import cycle between modules; no source file over 400 lines.
+commands/ (the `avatar` entry points) the one package above them all; llm_bridge, app and web
+use the engine through its public names (avatar_engine/__init__.py's __all__), so the judge
+(dlib, whose landmark weights are for non-commercial use) and the rest of training stay out of
+the product; no import cycle between modules; no source file over 400 lines.
 
 Every import counts: at the top of a module, inside a function, and under TYPE_CHECKING.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("avatar_engine", "llm_bridge", "app", "web", "commands")  # each imports only below
+ENGINE = "avatar_engine"  # what llm_bridge, app and web import, never a module inside it
 TRAINING = "avatar_engine.training"  # only training itself and commands/ may import it
 MAX_LINES = 400
 
@@ -78,11 +80,13 @@ def layer_breaks(
             where = f"{known[name].relative_to(root)}:{line}: {name} imports {target}"
             if LAYERS.index(target.split(".")[0]) > rank:
                 breaks.append(f"{where}, a higher layer")
+            elif 0 < rank < LAYERS.index("commands") and target.startswith(ENGINE + "."):
+                breaks.append(f"{where}: import it from {ENGINE}, its public names")
             elif (target + ".").startswith(TRAINING + ".") and not (
                 (name + ".").startswith(TRAINING + ".") or name.startswith("commands")
             ):
                 breaks.append(f"{where}: training code in the product")
-    return breaks
+    return sorted(breaks)
 
 
 def cycles(edges: dict[str, dict[str, int]]) -> list[list[str]]:
@@ -126,9 +130,9 @@ def cycles(edges: dict[str, dict[str, int]]) -> list[list[str]]:
     return found
 
 
-def long_files(known: dict[str, Path]) -> list[str]:
+def long_files(known: dict[str, Path], root: Path = ROOT) -> list[str]:
     lengths = {path: len(path.read_text().splitlines()) for path in known.values()}
-    return [f"{p.relative_to(ROOT)}: {n} lines" for p, n in lengths.items() if n > MAX_LINES]
+    return [f"{p.relative_to(root)}: {n} lines" for p, n in lengths.items() if n > MAX_LINES]
 
 
 def test_no_import_reaches_a_higher_layer_or_training():
@@ -145,30 +149,54 @@ def test_no_source_file_is_over_400_lines():
 
 
 def test_the_check_sees_every_kind_of_import(tmp_path):
-    """A planted upward import fails, at the top, in a function and under TYPE_CHECKING, and so
-    does a cycle through a TYPE_CHECKING import."""
-    for package in LAYERS:
+    """Planted breaks fail: upward imports at the top, in a function and under TYPE_CHECKING,
+    the judge imported outside training, a module inside the engine imported by the app, and
+    cycles, one through a TYPE_CHECKING import."""
+    for package in (*LAYERS, "avatar_engine/training"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "avatar_engine" / "training" / "judge.py").write_text("")
     (tmp_path / "avatar_engine" / "low.py").write_text(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from web.top import Page\n"
         "def f():\n    from app import mid\n"
+        "import avatar_engine.training.judge\n"
     )
     (tmp_path / "app" / "mid.py").write_text("import avatar_engine\nfrom . import other\n")
-    (tmp_path / "app" / "other.py").write_text("from app.mid import x\n")
+    (tmp_path / "app" / "other.py").write_text(
+        "from app.mid import x\nfrom avatar_engine.low import f\n"
+    )
     (tmp_path / "web" / "top.py").write_text("from commands import cli\n")
-    (tmp_path / "commands" / "cli.py").write_text("import web.top\n")
+    (tmp_path / "commands" / "cli.py").write_text(
+        "import web.top\nfrom avatar_engine.training import judge\n"
+    )
     known = modules(tmp_path)
     edges = graph(tmp_path)
-    assert edges["avatar_engine.low"] == {"web.top": 3, "app.mid": 5}
+    assert edges["avatar_engine.low"] == {
+        "web.top": 3,
+        "app.mid": 5,
+        "avatar_engine.training.judge": 6,
+    }
     assert edges["app.mid"] == {"avatar_engine": 1, "app.other": 2}
     assert layer_breaks(edges, known, tmp_path) == [
+        "app/other.py:2: app.other imports avatar_engine.low: import it from avatar_engine, its "
+        "public names",
         "avatar_engine/low.py:3: avatar_engine.low imports web.top, a higher layer",
         "avatar_engine/low.py:5: avatar_engine.low imports app.mid, a higher layer",
+        "avatar_engine/low.py:6: avatar_engine.low imports avatar_engine.training.judge: "
+        "training code in the product",
         "web/top.py:1: web.top imports commands.cli, a higher layer",
     ]
     assert sorted(cycles(edges)) == [
-        ["app.mid", "app.other"],
+        ["app.mid", "app.other", "avatar_engine.low"],
         ["commands.cli", "web.top"],
+    ]
+
+
+def test_a_long_file_fails(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    (tmp_path / "app" / "short.py").write_text("x = 1\n" * MAX_LINES)
+    assert [line.split("/")[-1] for line in long_files(modules(tmp_path), tmp_path)] == [
+        "long.py: 401 lines"
     ]

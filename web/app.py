@@ -156,6 +156,7 @@ def create_app(
 def _console_session(app: FastAPI) -> ConsoleSession:
     """The user logged in to the mounted console whose session cookie a request carries.
     Gradio keeps its sessions in the mounted app (`tokens`, cookie `access-token-<id>`)."""
+    console_app: Any  # gradio's App, which keeps the sessions
     (console_app,) = (r.app for r in app.routes if isinstance(r, Mount) and r.path == CONSOLE_PATH)
     cookie_id = console_app.cookie_id
     names = (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}")
@@ -191,8 +192,10 @@ def _index_page(library: CharacterLibrary) -> str:
     items = []
     for kind in ("character", "scene"):
         for ident in library.ids(kind):
-            entry = library.character(ident) if kind == "character" else library.scene(ident)
-            name = entry.persona.name if kind == "character" else entry.name
+            if kind == "character":
+                name = library.character(ident).persona.name
+            else:
+                name = library.scene(ident).name
             link = f"/call?{kind}={html.escape(ident)}"
             items.append(f'<li><a href="{link}">{html.escape(name)}</a> <small>{kind}</small></li>')
     return (

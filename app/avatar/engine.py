@@ -12,13 +12,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from avatar_engine.audio.encoder import SpeechEncoder, build_encoder
-from avatar_engine.audio.geometry import FrameGeometry
-from avatar_engine.config import Preset
-from avatar_engine.runtime.base import Runtime
-from avatar_engine.runtime.spec import EngineSpec
-from avatar_engine.scene import SceneConditioning, fit_image, scene_from_image
-from avatar_engine.vae.model import WanVAE
+from avatar_engine import (
+    DisaggregatedRuntime,
+    EngineSpec,
+    FrameGeometry,
+    LocalRuntime,
+    Preset,
+    Runtime,
+    SceneConditioning,
+    SpeechEncoder,
+    WanVAE,
+    build_encoder,
+    fit_image,
+    scene_from_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +121,8 @@ def _build_runtime(
             raise ValueError("the runtime given streams another preset than the spec's")
         return runtime
     if runtime == "local":
-        from avatar_engine.runtime.local import LocalRuntime
-
         return LocalRuntime(spec, device=device, **options)
     if runtime == "disaggregated":
-        from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
-
         return DisaggregatedRuntime(spec, **options)
     raise ValueError(f"unknown runtime {runtime!r}; use 'local' or 'disaggregated'")
 

@@ -21,10 +21,7 @@ from app.avatar.engine import AvatarEngine
 from app.avatar.frames import AvatarFrame, Timeline, VideoFormat, audio_frame, silence, video_frames
 from app.avatar.messages import Audio, Clear, Close, Message, PcmIn, SegmentEnd, SetSpeaker, Taken
 from app.avatar.segments import Segment
-from avatar_engine.audio.feature_stream import SpeechFeatureStream
-from avatar_engine.audio.routing import route_to_speaker
-from avatar_engine.chunks import VideoChunk
-from avatar_engine.scene import SceneConditioning
+from avatar_engine import SceneConditioning, SpeechFeatureStream, VideoChunk, route_to_speaker
 
 logger = logging.getLogger(__name__)
 PUSH_PIECE_S = 30  # replaying a segment's audio into the feature stream, in pieces this long
@@ -207,7 +204,11 @@ class EngineThread:
         frames = self._frames(chunk)
         self.buffered += len(frames)
         end = frames[-1].index + 1
-        self.segments = [s for s in self.segments if s.submitting or s.end_frame > end]
+        self.segments = [
+            s
+            for s in self.segments
+            if s.submitting or (s.end_frame is not None and s.end_frame > end)
+        ]
         self.deliver(flight.epoch, frames)
 
     def _frames(self, chunk: VideoChunk) -> list[AvatarFrame]:

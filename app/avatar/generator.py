@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 from livekit import rtc
@@ -21,8 +21,7 @@ from app.avatar.engine import AvatarEngine
 from app.avatar.engine_thread import EngineThread
 from app.avatar.frames import AvatarFrame, VideoFormat
 from app.avatar.messages import Audio, Clear, Close, PcmIn, SegmentEnd, SetSpeaker, Taken
-from avatar_engine.audio.pcm import MAX_RATE, MIN_RATE
-from avatar_engine.scene import SceneConditioning
+from avatar_engine import MAX_RATE, MIN_RATE, SceneConditioning
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ class AvatarVideoGenerator(VideoGenerator):
             if frame.segment_end:
                 yield AudioSegmentEnd()
 
-    async def frames(self) -> AsyncIterator[AvatarFrame]:
+    async def frames(self) -> AsyncGenerator[AvatarFrame, None]:
         """Every frame with its audio (silence while listening), at the consumer's pace.
         One consumer at a time; ends at aclose(), raises if the engine failed."""
         self._start()

@@ -10,9 +10,7 @@ import torch
 
 from app.avatar.frames import Timeline
 from app.avatar.messages import PcmIn
-from avatar_engine.audio.feature_stream import ChunkFeatures
-from avatar_engine.audio.pcm import INT16_SCALE, to_mono
-from avatar_engine.audio.resample import StreamingResampler
+from avatar_engine import INT16_SCALE, ChunkFeatures, StreamingResampler, to_mono
 
 MAX_PUSH_S = 3600.0  # one rtc.AudioFrame is milliseconds long; this only guards nonsense
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
+from typing import cast
 
 import av
 import numpy as np
@@ -36,7 +37,7 @@ class MicrophoneInput(io.AudioInput):
                 received = await self._track.recv()
             except MediaStreamError:
                 raise StopAsyncIteration from None
-            for frame in self._resampler.resample(received):
+            for frame in self._resampler.resample(cast(av.AudioFrame, received)):
                 pcm = frame.to_ndarray()  # [1, N] int16
                 if pcm.size and int(np.abs(pcm, dtype=np.int32).max()) > VOICE_PEAK:
                     self.last_voice = time.monotonic()

@@ -88,6 +88,7 @@ class AvatarTracks:
             self._fifo.write(resampled)
         while self._fifo.samples >= OPUS_FRAME:
             out = self._fifo.read(OPUS_FRAME)
+            assert out is not None  # the fifo holds OPUS_FRAME samples or more
             out.pts = self._samples
             out.time_base = Fraction(1, OPUS_RATE)
             self._samples += OPUS_FRAME

@@ -28,13 +28,26 @@ import torch
 
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.base import Runtime
-from avatar_engine.runtime.protocol import receive, send
-from avatar_engine.runtime.rank_main import AUTHKEY_ENV
-from avatar_engine.runtime.ranks import Settings, role
+from avatar_engine.runtime.protocol import (
+    AUTHKEY_ENV,
+    Command,
+    EndStream,
+    Frames,
+    Init,
+    Message,
+    NextChunk,
+    RankFailed,
+    RankLayout,
+    Ready,
+    StartStream,
+    Stop,
+    receive,
+    send,
+)
+from avatar_engine.runtime.ranks import role
 from avatar_engine.runtime.sequence_parallel import check_sequence_parallel
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.vae.detail import ReferenceDetail
 
 POLL_S = 0.05
 PEER_REPORT_S = 1.0  # after a failure, how long the other ranks' reports are awaited
@@ -95,7 +108,7 @@ class DisaggregatedRuntime(Runtime):
             )
         cores = os.cpu_count() or 1
         workdir = tempfile.mkdtemp(prefix="avatar-runtime-")
-        self.settings = Settings(
+        self.settings = RankLayout(
             dit_ranks=dit_ranks,
             devices=tuple(devices),
             dit_threads=dit_threads or max(1, (cores - decoder_threads) // dit_ranks),
@@ -116,14 +129,13 @@ class DisaggregatedRuntime(Runtime):
         self._finalizer = weakref.finalize(self, _shutdown, self.procs, listener, workdir)
         self._listener = listener
         self._speaking: deque[torch.Tensor] = deque()  # of chunks submitted, not yet received
-        self._detail: ReferenceDetail | None = None  # the session's scene's
         self._in_session = False
         self.conns: list[Connection] = []
         try:
             deadline = time.monotonic() + start_timeout_s
             self.conns = self._accept(deadline)
             for conn in self.conns:
-                send(conn, ("init", spec, self.settings))
+                send(conn, Init(spec, self.settings))
             self._await_ready(deadline)
         except BaseException:
             self.close()
@@ -134,14 +146,13 @@ class DisaggregatedRuntime(Runtime):
     def start_session(self, scene: SceneConditioning, *, seed: int = 0) -> None:
         scene.validate(self.spec.preset.dit, self.stream)
         self.end_session()
-        self._command(("start", scene, seed))
-        self._detail = scene.detail  # added here: the decoder rank does not see the scene
+        self._command(StartStream(scene, seed))
         self._in_session = True
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
         if not self._in_session:
             raise RuntimeError("start_session() first")
-        self._command(("chunk", features.cpu(), speaking.cpu()))
+        self._command(NextChunk(features.cpu(), speaking.cpu()))
         self._speaking.append(speaking.cpu().bool())
 
     def receive(self, timeout: float | None = None) -> VideoChunk:
@@ -153,11 +164,10 @@ class DisaggregatedRuntime(Runtime):
         while True:
             self._check()
             if decoder.poll(POLL_S):
-                kind, *payload = self._recv(self.settings.decoder_rank)
-                if kind != "frames":
-                    self._fail(self.settings.decoder_rank, f"sent {kind!r}, not frames")
-                chunk = replace(payload[0], speaking=self._speaking.popleft())
-                return chunk if self._detail is None else self._detail.restore(chunk)
+                message = self._recv(self.settings.decoder_rank)
+                if not isinstance(message, Frames):
+                    self._fail(self.settings.decoder_rank, f"sent {message.kind!r}, not frames")
+                return replace(message.video, speaking=self._speaking.popleft())
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"no frames within {timeout} s")
 
@@ -166,7 +176,7 @@ class DisaggregatedRuntime(Runtime):
             return
         while self._speaking:  # frames already on their way are received and dropped
             self.receive()
-        self._command(("end",))
+        self._command(EndStream())
         self._in_session = False
 
     def close(self) -> None:
@@ -174,7 +184,7 @@ class DisaggregatedRuntime(Runtime):
             return
         try:
             if self.conns and self.procs[0].poll() is None:
-                send(self.conns[0], ("stop",))
+                send(self.conns[0], Stop())
                 deadline = time.monotonic() + STOP_GRACE_S
                 for proc in self.procs:
                     proc.wait(max(0.0, deadline - time.monotonic()))
@@ -195,8 +205,8 @@ class DisaggregatedRuntime(Runtime):
             try:
                 for _ in range(self.settings.world_size):
                     conn = self._listener.accept()
-                    _, rank = receive(conn)
-                    accepted[rank] = conn
+                    hello = receive(conn)
+                    accepted[hello.rank] = conn
             except OSError:
                 pass  # the listener was closed: the runtime failed while starting
 
@@ -216,29 +226,29 @@ class DisaggregatedRuntime(Runtime):
             self._check_exits()
             for conn in wait(list(waiting), POLL_S):
                 rank = waiting.pop(conn)
-                kind, *_ = self._recv(rank)
-                if kind != "ready":
-                    self._fail(rank, f"sent {kind!r} where 'ready' was expected")
+                message = self._recv(rank)
+                if not isinstance(message, Ready):
+                    self._fail(rank, f"sent {message.kind!r} where 'ready' was expected")
             if waiting and time.monotonic() > deadline:
                 silent = ", ".join(role(rank, self.settings) for rank in waiting.values())
                 raise TimeoutError(f"not ready in time: {silent}")
 
-    def _recv(self, rank: int) -> tuple:
+    def _recv(self, rank: int) -> Message:
         """The rank's next message; fails the runtime on an error report or a lost rank."""
         try:
             message = receive(self.conns[rank])
         except (EOFError, OSError):
             self._fail(rank, self._exit_report(rank))
-        if message[0] == "error":
-            self._fail(rank, f"failed:\n{message[2]}")
+        if isinstance(message, RankFailed):
+            self._fail(rank, f"failed:\n{message.traceback}")
         return message
 
     def _check(self) -> None:
         """Raise if any rank reported an error or exited."""
         for rank, conn in enumerate(self.conns):
             if rank != self.settings.decoder_rank and conn.poll(0):
-                kind, *_ = self._recv(rank)  # after "ready", a DiT rank only reports errors
-                self._fail(rank, f"sent {kind!r} unasked")
+                message = self._recv(rank)  # after Ready, a DiT rank only reports errors
+                self._fail(rank, f"sent {message.kind!r} unasked")
         self._check_exits()
 
     def _check_exits(self) -> None:
@@ -269,8 +279,8 @@ class DisaggregatedRuntime(Runtime):
                 message = receive(self.conns[rank])
             except (EOFError, OSError):
                 return self._exit_report(rank)
-            if message[0] == "error":
-                return f"failed:\n{message[2]}"
+            if isinstance(message, RankFailed):
+                return f"failed:\n{message.traceback}"
         return None
 
     def _fail(self, rank: int, report: str) -> NoReturn:
@@ -292,7 +302,7 @@ class DisaggregatedRuntime(Runtime):
         if not self._finalizer.alive:
             raise RuntimeError("the runtime is closed")
 
-    def _command(self, message: tuple) -> None:
+    def _command(self, message: Command) -> None:
         self._ensure_open()
         self._check()
         try:

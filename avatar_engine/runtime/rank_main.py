@@ -19,11 +19,9 @@ from multiprocessing.connection import Client
 import torch
 import torch.distributed as dist
 
-from avatar_engine.runtime.protocol import receive, send
-from avatar_engine.runtime.ranks import DecoderRank, DitRank, Settings
-from avatar_engine.runtime.spec import EngineSpec
+from avatar_engine.runtime.protocol import AUTHKEY_ENV, Hello, Init, RankFailed, receive, send
+from avatar_engine.runtime.ranks import DecoderRank, DitRank
 
-AUTHKEY_ENV = "AVATAR_RUNTIME_AUTHKEY"
 # The runtime watches the ranks and kills them on any failure, so collectives never need to
 # time out on their own (a decoder may wait hours between sessions).
 COLLECTIVE_TIMEOUT = timedelta(days=7)
@@ -40,11 +38,12 @@ def _exit_with_parent() -> None:
 
 def rank_main(address: str, rank: int) -> None:
     conn = Client(address, family="AF_UNIX", authkey=bytes.fromhex(os.environ[AUTHKEY_ENV]))
-    send(conn, ("hello", rank))
+    send(conn, Hello(rank))
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     try:
-        _, spec, settings = receive(conn)
-        assert isinstance(spec, EngineSpec) and isinstance(settings, Settings)
+        init = receive(conn)
+        assert isinstance(init, Init)
+        spec, settings = init.spec, init.settings
         device = torch.device(settings.devices[rank])
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -64,7 +63,7 @@ def rank_main(address: str, rank: int) -> None:
             DecoderRank(conn, spec, settings, rank).run()
         dist.destroy_process_group()
     except BaseException:
-        send(conn, ("error", rank, traceback.format_exc()))
+        send(conn, RankFailed(rank, traceback.format_exc()))
         conn.close()
         os._exit(1)
     conn.close()

@@ -1,5 +1,5 @@
 """What each rank of a DisaggregatedRuntime does: DiT ranks stream latent chunks, the decoder
-rank turns them into frames.
+rank turns them into frames, finished (the reference's detail restored) as every runtime's are.
 
 DiT rank 0 takes commands from the caller and shares them with the other DiT ranks (a scene
 once per session, features once per chunk); it hands each chunk's latents to the decoder rank
@@ -10,48 +10,40 @@ receive of chunk t+1 before it decodes chunk t, so the hand-off overlaps decodin
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import torch
 import torch.distributed as dist
 
 from avatar_engine.chunks import LatentChunk, chunk_latent_shape
-from avatar_engine.runtime.protocol import receive, send
+from avatar_engine.runtime.protocol import (
+    Command,
+    EndStream,
+    Frames,
+    NextChunk,
+    RankLayout,
+    Ready,
+    StartStream,
+    Stop,
+    receive,
+    send,
+)
 from avatar_engine.runtime.sequence_parallel import SequenceParallelSession
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
 from avatar_engine.vae.chunk_decoder import ChunkDecoder
+from avatar_engine.vae.detail import ReferenceDetail
 
-# Header of every message from DiT rank 0 to the decoder: [kind, a, b, c].
-START, CHUNK, END, STOP = range(4)  # START: a = batch; CHUNK: a, b, c = index, first, frames
+# Header of every message from DiT rank 0 to the decoder: [kind, a, b, c]. START: a = batch,
+# b = 1 when the scene's ReferenceDetail (decoded, residual) follows; CHUNK: a, b, c = index,
+# first frame, frames, and its latents follow.
+START, CHUNK, END, STOP = range(4)
 HEADER = 4
 WARMUP_CHUNKS = 3  # the sink, first and steady chunk roles
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the ranks are laid out; the same for every rank."""
-
-    dit_ranks: int
-    devices: tuple[str, ...]  # one per rank, the decoder's last
-    dit_threads: int
-    decoder_threads: int
-    backend: str  # gloo or nccl
-    store: str  # FileStore path the ranks meet at
-    warmup: bool
-
-    @property
-    def world_size(self) -> int:
-        return self.dit_ranks + 1
-
-    @property
-    def decoder_rank(self) -> int:
-        return self.dit_ranks
-
-
-def role(rank: int, settings: Settings) -> str:
+def role(rank: int, settings: RankLayout) -> str:
     return "decoder" if rank == settings.decoder_rank else f"DiT rank {rank}"
 
 
@@ -62,24 +54,26 @@ def latent_shape(spec: EngineSpec, batch: int) -> tuple[int, ...]:
 class DecoderLink:
     """DiT rank 0's side of the hand-off: non-blocking sends, one message in flight."""
 
-    def __init__(self, spec: EngineSpec, settings: Settings, device: torch.device):
+    def __init__(self, spec: EngineSpec, settings: RankLayout, device: torch.device):
         self.spec, self.peer, self.device = spec, settings.decoder_rank, device
         self.in_flight: list[dist.Work] = []
         self.buffers: tuple[torch.Tensor, ...] = ()  # kept alive until their sends complete
         self.batch = 0
 
-    def _post(self, header: list[int], latents: torch.Tensor | None = None) -> None:
+    def _post(self, header: list[int], *payload: torch.Tensor) -> None:
         for work in self.in_flight:
             work.wait()
         tensors = (torch.tensor(header, dtype=torch.int64, device=self.device),)
-        if latents is not None:
-            tensors += (latents.contiguous(),)
+        tensors += tuple(t.to(self.device).contiguous() for t in payload)
         self.buffers = tensors
         self.in_flight = [dist.isend(t, self.peer) for t in tensors]
 
-    def start(self, batch: int) -> None:
+    def start(self, batch: int, detail: ReferenceDetail | None) -> None:
         self.batch = batch
-        self._post([START, batch, 0, 0])
+        if detail is None:
+            self._post([START, batch, 0, 0])
+        else:
+            self._post([START, batch, 1, 0], detail.decoded.float(), detail.residual.float())
 
     def send(self, chunk: LatentChunk) -> None:
         header = [CHUNK, chunk.index, chunk.first_frame, chunk.num_frames]
@@ -100,7 +94,7 @@ class DitRank:
         self,
         conn: Connection,
         spec: EngineSpec,
-        settings: Settings,
+        settings: RankLayout,
         rank: int,
         group: dist.ProcessGroup,  # the DiT ranks
     ):
@@ -131,7 +125,7 @@ class DitRank:
         for _ in range(WARMUP_CHUNKS):
             session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
 
-    def next_command(self) -> tuple:
+    def next_command(self) -> Command:
         command = receive(self.conn) if self.rank == 0 else None
         if self.settings.dit_ranks > 1:
             shared = [command]
@@ -142,33 +136,32 @@ class DitRank:
     def run(self) -> None:
         if self.settings.warmup:
             self.warm_up()
-        send(self.conn, ("ready", self.rank))
+        send(self.conn, Ready(self.rank))
         session = None
         while True:
-            kind, *args = self.next_command()
-            if kind == "start":
-                scene, seed = args
-                session = self.session(scene, seed)
-                if self.link:
-                    self.link.start(scene.batch)
-            elif kind == "chunk":
-                chunk = session.next_chunk(*args)
-                if self.link:
-                    self.link.send(chunk)
-            elif kind == "end":
-                session = None
-                if self.link:
-                    self.link.end()
-            elif kind == "stop":
-                if self.link:
-                    if session is not None:
-                        self.link.end()  # the decoder is mid-stream: let it finish first
-                    self.link.stop()
-                return
+            match self.next_command():
+                case StartStream(scene=scene, seed=seed):
+                    session = self.session(scene, seed)
+                    if self.link:
+                        self.link.start(scene.batch, scene.detail)
+                case NextChunk(features=features, speaking=speaking):
+                    chunk = session.next_chunk(features, speaking)
+                    if self.link:
+                        self.link.send(chunk)
+                case EndStream():
+                    session = None
+                    if self.link:
+                        self.link.end()
+                case Stop():
+                    if self.link:
+                        if session is not None:
+                            self.link.end()  # the decoder is mid-stream: let it finish first
+                        self.link.stop()
+                    return
 
 
 class DecoderRank:
-    def __init__(self, conn: Connection, spec: EngineSpec, settings: Settings, rank: int):
+    def __init__(self, conn: Connection, spec: EngineSpec, settings: RankLayout, rank: int):
         self.conn, self.spec, self.settings, self.rank = conn, spec, settings, rank
         self.device = torch.device(settings.devices[rank])
         self.vae = spec.build_vae(self.device)
@@ -192,7 +185,7 @@ class DecoderRank:
     def run(self) -> None:
         if self.settings.warmup:
             self.warm_up()
-        send(self.conn, ("ready", self.rank))
+        send(self.conn, Ready(self.rank))
         header = torch.zeros(HEADER, dtype=torch.int64, device=self.device)
         while True:
             dist.recv(header, self.source)
@@ -201,11 +194,21 @@ class DecoderRank:
                 return
             if kind != START:
                 raise RuntimeError(f"message kind {kind} from DiT rank 0 outside a session")
-            self.stream(batch=int(header[1]))
+            batch = int(header[1])
+            self.stream(batch, self._detail(batch) if int(header[2]) else None)
 
-    def stream(self, batch: int) -> None:
+    def _detail(self, batch: int) -> ReferenceDetail:
+        """The scene's detail, sent after START: decoded, then residual, [B, H, W, 3] float."""
+        stream = self.spec.preset.stream
+        shape = (batch, stream.height, stream.width, 3)
+        decoded, residual = (torch.zeros(shape, device=self.device) for _ in range(2))
+        dist.recv(decoded, self.source)
+        dist.recv(residual, self.source)
+        return ReferenceDetail(decoded=decoded.cpu(), residual=residual.cpu())
+
+    def stream(self, batch: int, detail: ReferenceDetail | None) -> None:
         """Decode one session's chunks until its END message."""
-        decoder = ChunkDecoder(self.vae, self.spec.preset.stream.fps)
+        decoder = ChunkDecoder(self.vae, self.spec.preset.stream.fps, detail=detail)
         shape = latent_shape(self.spec, batch)
         buffers = [
             (
@@ -225,4 +228,4 @@ class DecoderRank:
             index, first, frames = (int(v) for v in header[1:])
             no_speakers = torch.zeros(batch, 0, dtype=torch.bool)  # the caller knows who spoke
             video = decoder.decode(LatentChunk(index, latents, first, frames, no_speakers))
-            send(self.conn, ("frames", video))
+            send(self.conn, Frames(video))

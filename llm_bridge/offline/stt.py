@@ -11,6 +11,7 @@ import logging
 import uuid
 
 from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
@@ -54,7 +55,7 @@ class UtteranceSTT(stt.STT):
             request_id=uuid.uuid4().hex,
             alternatives=[
                 stt.SpeechData(
-                    language=language if is_given(language) else LANGUAGE,
+                    language=LanguageCode(language if is_given(language) else LANGUAGE),
                     text=text,
                     end_time=seconds,
                     confidence=1.0,

@@ -8,6 +8,7 @@ real end of speech.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -37,13 +38,14 @@ class WebRtcVAD(vad.VAD):
     ) -> None:
         """Args: as VoiceActivityDetector; hangover_s is the silence that ends speech."""
         super().__init__(capabilities=vad.VADCapabilities(update_interval=FRAME_MS / 1000))
-        self._settings = dict(
+        self._detector = functools.partial(
+            VoiceActivityDetector,
             aggressiveness=aggressiveness,
             onset_frames=onset_frames,
             onset_window=onset_window,
             hangover_s=hangover_s,
         )
-        VoiceActivityDetector(**self._settings)  # bad settings fail here, not in a stream task
+        self._detector()  # bad settings fail here, not in a stream task
 
     @property
     def model(self) -> str:
@@ -54,7 +56,7 @@ class WebRtcVAD(vad.VAD):
         return "webrtcvad"
 
     def stream(self) -> WebRtcVADStream:
-        return WebRtcVADStream(self, detector=VoiceActivityDetector(**self._settings))
+        return WebRtcVADStream(self, detector=self._detector())
 
 
 class WebRtcVADStream(vad.VADStream):

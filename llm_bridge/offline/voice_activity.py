@@ -19,8 +19,7 @@ import numpy as np
 import torch
 import webrtcvad
 
-from avatar_engine.audio.pcm import INT16_SCALE, to_mono
-from avatar_engine.audio.resample import StreamingResampler
+from avatar_engine import INT16_SCALE, StreamingResampler, to_mono
 
 VAD_RATE = 16000  # one of webrtcvad's rates; input of any rate is resampled to it
 FRAME_MS = 30  # one of webrtcvad's frame lengths (10, 20, 30 ms)

@@ -24,7 +24,7 @@ from app.drafts import (
 from app.inputs import load_audio, load_image
 from app.render import Turn
 from app.store import Store
-from avatar_engine.framing import detect_faces
+from avatar_engine import detect_faces
 from llm_bridge.offline.tts import check_voice
 from llm_bridge.persona import Persona
 from web.console.errors import user_errors
@@ -72,7 +72,8 @@ class CharacterForm:
         filled yet."""
         form = cls(*fields)
         texts = ("id", "name", "instructions", "greeting", "lines", "espeak_voice")
-        return replace(form, **{key: getattr(form, key) or "" for key in texts})
+        blanks: dict[str, Any] = {key: getattr(form, key) or "" for key in texts}
+        return replace(form, **blanks)
 
 
 def call_link(call_path: str, kind: str, ident: str, name: str) -> str:
@@ -121,7 +122,8 @@ class CharacterActions:
         character = self.store.character(ident)
         voice = None
         if character.voice is not None:
-            voice = _playable(CharacterDraft.of(character).voice)
+            stored = CharacterDraft.of(character).voice
+            voice = None if stored is None else _playable(stored)
         picture = draw_faces(character.picture(), [character.face_box], ["face"])
         values = _persona_values(character.persona) | {"id": ident}
         return self._opened(values, character.revision, picture, voice, character.persona.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypedDict
 
 import gradio as gr
 
@@ -28,12 +29,24 @@ CALL_LINK_CSS = """
   background: var(--button-primary-background-fill); color: var(--button-primary-text-color);
   font-weight: 600; text-decoration: none; }
 """
+
+
 # Choices change as the library and uploads do; the page refreshes them, but an API client's
 # session only has the ones the console was built with. The actions check every value.
-OPEN_CHOICES = {"allow_custom_value": True}
+class _OpenChoices(TypedDict):
+    allow_custom_value: bool
+
+
+OPEN_CHOICES: _OpenChoices = {"allow_custom_value": True}
+
+
 # Previews wait in the renderer's own fair queue (web/console/preview.py), which also stops a
 # cancelled one; gradio's queue would hold them behind each other without either.
-PREVIEW_EVENT = {"concurrency_limit": None}
+class _PreviewEvent(TypedDict):
+    concurrency_limit: None
+
+
+PREVIEW_EVENT: _PreviewEvent = {"concurrency_limit": None}
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"]
 AUDIO_TYPES = [".wav", ".flac", ".ogg", ".mp3", ".m4a", ".webm"]
 
@@ -83,7 +96,7 @@ def _picker(choices: list, new: str, label: str) -> tuple[gr.Dropdown, gr.Button
     return picker, delete
 
 
-def _name_and_id(f: dict[str, gr.components.Component]) -> None:
+def _name_and_id(f: dict[str, Any]) -> None:
     with gr.Row():
         f["name"] = gr.Textbox(label="Name", max_length=NAME_MAX_CHARS)
         f["id"] = gr.Textbox(label="Id", info="for links and files; made from the name when empty")
@@ -91,7 +104,7 @@ def _name_and_id(f: dict[str, gr.components.Component]) -> None:
 
 def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Dropdown, list]:
     """Returns the picker and the components opening a character fills (OPENED order)."""
-    f: dict[str, gr.components.Component] = {}
+    f: dict[str, Any] = {}
     picker, delete = _picker(actions.choices(), characters.NEW, "Character")
     with gr.Row():
         with gr.Column(scale=3):
@@ -180,7 +193,7 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
 
 def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, list, gr.Dropdown]:
     """Returns the picker, the components opening a scene fills, and the members' dropdown."""
-    f: dict[str, gr.components.Component] = {}
+    f: dict[str, Any] = {}
     picker, delete = _picker(actions.choices(), scenes.NEW, "Scene")
     with gr.Row():
         with gr.Column(scale=3):

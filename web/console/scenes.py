@@ -16,7 +16,7 @@ from app.drafts import SceneDraft
 from app.inputs import load_image
 from app.render import Turn
 from app.store import Store
-from avatar_engine.framing import detect_faces
+from avatar_engine import detect_faces
 from web.console.characters import call_link
 from web.console.errors import user_errors
 from web.console.preview import (
@@ -129,10 +129,11 @@ class SceneActions:
             for k in range(SLOTS)
         ]
         chosen = values[: len(names)]
-        if len(names) >= 2 and None not in chosen and len(set(chosen)) == len(chosen):
+        picked = [n for n in chosen if n is not None]
+        if len(names) >= 2 and len(picked) == len(chosen) and len(set(picked)) == len(picked):
             # every character has a face of its own: show the frame the scene will have
-            frame = group_picture(image, [faces[n] for n in chosen])
-            labels = [f"{name} (face {n + 1})" for name, n in zip(names, chosen, strict=True)]
+            frame = group_picture(image, [faces[n] for n in picked])
+            labels = [f"{name} (face {n + 1})" for name, n in zip(names, picked, strict=True)]
             return (draw_faces(frame.image, frame.face_boxes, labels), *slots)
         if not faces:
             gr.Warning("No face was found in the group photo: upload one with frontal faces.")
@@ -213,7 +214,11 @@ class SceneActions:
             raise ValueError("assign one of the photo's detected faces to each character")
         if len(set(chosen)) != len(chosen):
             raise ValueError("each character needs a face of its own: two have the same face")
-        return SceneDraft(form.name, members, group_picture(image, [faces[int(k)] for k in chosen]))
+        return SceneDraft(
+            form.name,
+            members,
+            group_picture(image, [faces[int(k)] for k in chosen if k is not None]),
+        )
 
 
 def _fields(form: SceneForm) -> tuple:

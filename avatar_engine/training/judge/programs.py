@@ -129,8 +129,8 @@ class ModelProgram(Program):
 
     def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
         session = self._session
-        raw = session.decoder.decode(session.next_chunk(routed, speaking))
-        shown = raw if session.detail is None else session.detail.restore(raw)
+        raw = session.decoder.decode_raw(session.next_chunk(routed, speaking))
+        shown = session.decoder.restore(raw)
         return shown.frames[0], raw.frames[0]
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from avatar_engine.runtime import disaggregated, rank_main, ranks
 from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
-from avatar_engine.runtime.protocol import send
+from avatar_engine.runtime.protocol import Message, Ready, send
 from tests.avatar_engine.runtime.test_runtime import SPEC
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,17 +29,28 @@ LATE_S = 0.5  # rank 0 says "ready" this long after rank 1: many of the runtime'
 START_TIMEOUT_S = 60.0  # start-up takes seconds (15 on 2 busy cores); a lost "ready" all of it
 
 
-def _send_out_of_order(conn, message: tuple) -> None:
+@dataclass(frozen=True)
+class Unexpected:
+    """A message no rank sends; its kind comes from UNEXPECTED_ENV."""
+
+    kind: str
+    rank: int
+
+
+def _send_out_of_order(conn, message: Message) -> None:
     """The ranks' send: DiT rank 0 says "ready" LATE_S after rank 1 has."""
     marker = Path(os.environ[MARKER_ENV])
-    if message == ("ready", 0):
+    if message == Ready(0):
         while not marker.exists():
             time.sleep(0.01)
         time.sleep(LATE_S)
-    if message == ("ready", 1) and UNEXPECTED_ENV in os.environ:
-        send(conn, (os.environ[UNEXPECTED_ENV], 1))
+    if message == Ready(1) and UNEXPECTED_ENV in os.environ:
+        # by the module's own name, not __main__, so the runtime's process can unpickle it
+        from tests.avatar_engine.runtime.test_start_up import Unexpected
+
+        send(conn, Unexpected(os.environ[UNEXPECTED_ENV], 1))
     send(conn, message)
-    if message == ("ready", 1):
+    if message == Ready(1):
         marker.touch()
 
 
