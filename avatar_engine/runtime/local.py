@@ -9,15 +9,24 @@ import torch
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.spec import EngineSpec
+from avatar_engine.runtime.warmup import blank_scene, warm_up_decoder, warm_up_dit
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
 
 
 class LocalRuntime(Runtime):
-    def __init__(self, spec: EngineSpec, *, device: torch.device | str = "cpu"):
+    """Start-up is explicit, as the disaggregated ranks': build the DiT and the VAE and load
+    their weights (EngineSpec), then warm both up (warmup=False skips it)."""
+
+    def __init__(
+        self, spec: EngineSpec, *, device: torch.device | str = "cpu", warmup: bool = True
+    ):
         self.spec, self.stream = spec, spec.preset.stream
         self.model = spec.build_dit(device)
         self.vae = spec.build_vae(device)
+        if warmup:
+            warm_up_dit(StreamSession(self.model, self.stream, blank_scene(spec)), spec)
+            warm_up_decoder(self.vae, spec)
         self.session: StreamSession | None = None
         self.ready: deque[VideoChunk] = deque()
 

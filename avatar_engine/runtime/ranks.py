@@ -30,6 +30,7 @@ from avatar_engine.runtime.protocol import (
 )
 from avatar_engine.runtime.sequence_parallel import SequenceParallelSession
 from avatar_engine.runtime.spec import EngineSpec
+from avatar_engine.runtime.warmup import blank_scene, warm_up_decoder, warm_up_dit
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
 from avatar_engine.vae.chunk_decoder import ChunkDecoder
@@ -40,7 +41,6 @@ from avatar_engine.vae.detail import ReferenceDetail
 # first frame, frames, and its latents follow.
 START, CHUNK, END, STOP = range(4)
 HEADER = 4
-WARMUP_CHUNKS = 3  # the sink, first and steady chunk roles
 
 
 def role(rank: int, settings: RankLayout) -> str:
@@ -111,19 +111,7 @@ class DitRank:
         return SequenceParallelSession(self.model, stream, scene, group=self.group, seed=seed)
 
     def warm_up(self) -> None:
-        cfg, stream = self.spec.preset.dit, self.spec.preset.stream
-        scene = SceneConditioning(
-            reference_latent=torch.zeros(1, cfg.out_dim, stream.latent_h, stream.latent_w),
-            face_masks=torch.ones(1, 1, stream.grid_h, stream.grid_w),
-            context=torch.zeros(1, cfg.text_len, cfg.text_dim),
-            image_tokens=None if cfg.image_dim is None else torch.zeros(1, 1, cfg.image_dim),
-        )
-        session = self.session(scene, seed=0)
-        features = torch.zeros(
-            1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim
-        )
-        for _ in range(WARMUP_CHUNKS):
-            session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
+        warm_up_dit(self.session(blank_scene(self.spec), seed=0), self.spec)
 
     def next_command(self) -> Command:
         command = receive(self.conn) if self.rank == 0 else None
@@ -171,16 +159,7 @@ class DecoderRank:
         return [dist.irecv(header, self.source), dist.irecv(latents, self.source)]
 
     def warm_up(self) -> None:
-        decoder = ChunkDecoder(self.vae, self.spec.preset.stream.fps)
-        latents = torch.zeros(latent_shape(self.spec, 1), device=self.device)
-        stream = self.spec.preset.stream
-        for index in range(2):
-            frames = (
-                stream.first_chunk_video_frames if index == 0 else stream.video_frames_per_chunk
-            )
-            decoder.decode(
-                LatentChunk(index, latents, 0, frames, torch.zeros(1, 0, dtype=torch.bool))
-            )
+        warm_up_decoder(self.vae, self.spec)
 
     def run(self) -> None:
         if self.settings.warmup:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from avatar_engine.config import AudioConfig, Preset, VAEConfig
+from avatar_engine.runtime import local as local_runtime
 from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
 from avatar_engine.runtime.local import LocalRuntime
 from avatar_engine.runtime.spec import EngineSpec
@@ -85,6 +86,29 @@ def no_leftover_processes():
     while set(children()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert set(children()) - before == set(), "a runtime process outlived its runtime"
+
+
+def test_local_start_up_warms_up_without_changing_a_stream(local_chunks, monkeypatch):
+    """LocalRuntime warms its DiT and decoder up when built, as the ranks do, on a scene of its
+    own: a stream's frames are a cold runtime's, bit for bit."""
+    warmed = []
+    for part in ("warm_up_dit", "warm_up_decoder"):
+        real = getattr(local_runtime, part)
+        monkeypatch.setattr(
+            local_runtime, part, lambda *a, part=part, real=real: warmed.append(part) or real(*a)
+        )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as local_chunks were made
+    try:
+        LocalRuntime(SPEC).close()
+        assert warmed == ["warm_up_dit", "warm_up_decoder"]
+        with LocalRuntime(SPEC, warmup=False) as cold:
+            cold_chunks = stream(cold)
+    finally:
+        torch.set_num_threads(threads)
+    assert warmed == ["warm_up_dit", "warm_up_decoder"]  # nothing more for a cold one
+    for got, want in zip(cold_chunks, local_chunks, strict=True):
+        assert torch.equal(got.frames, want.frames)
 
 
 def test_local_runtime_frames_and_timestamps(local_chunks):
