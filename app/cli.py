@@ -135,7 +135,7 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
         print(
             f"  in-process stages, {threads} thread(s): speech features {features}, "
             f"DiT {st.dit_s * 1e3:.1f} ms, decode + RGB {st.decode_s * 1e3:.1f} ms, "
-            f"framing {st.framing_s * 1e3:.1f} ms per chunk; "
+            f"canvas {st.canvas_s * 1e3:.1f} ms per chunk; "
             f"sum / chunk duration {st.total_s / duration:.3f}"
         )
     print(

@@ -219,7 +219,7 @@ class StreamConfig:
     # Add back to each decoded frame the reference picture's detail that the VAE loses, where
     # the frame still shows the picture (avatar_engine/vae/detail.py): for VAEs that blur.
     restore_detail: bool = False
-    # The frame people see (avatar_engine/framing.py): the picture at this size, the model's
+    # The frame people see (avatar_engine/canvas.py): the picture at this size, the model's
     # frames pasted back into a window of it around the faces. 0: the model's own size.
     output_height: int = 0
     output_width: int = 0

@@ -7,8 +7,8 @@ from operator import attrgetter
 
 import torch
 
+from avatar_engine.canvas import Canvas, face_window
 from avatar_engine.config import DiTConfig, StreamConfig
-from avatar_engine.framing import Framing, face_window
 from avatar_engine.vae.detail import decode_still, encode_still
 from avatar_engine.vae.model import WanVAE
 from avatar_engine.vae.video import from_uint8_frames
@@ -24,7 +24,7 @@ class SceneConditioning:
     image_tokens: torch.Tensor | None = None  # [B, Li, image_dim] CLIP tokens (I2V-14B)
     blank_latent: torch.Tensor | None = None  # [B, z, h, w] latent of the frames after the
     # first (the reference, or the picture held still: DiTConfig.still_reference); 0 if None
-    framing: Framing | None = None  # how decoded frames become what people see (the output
+    canvas: Canvas | None = None  # how decoded frames become what people see (the output
     # picture, the window the model animates, the detail restored); None: frames as decoded
 
     @property
@@ -45,10 +45,10 @@ class SceneConditioning:
         }
         if self.blank_latent is not None:
             expected["blank_latent"] = expected["reference_latent"]
-        if self.framing is not None:
-            expected["framing.picture"] = (b, stream.output_height, stream.output_width, 3)
-            if self.framing.still is not None:
-                expected["framing.still"] = (b, stream.height, stream.width, 3)
+        if self.canvas is not None:
+            expected["canvas.picture"] = (b, stream.output_height, stream.output_width, 3)
+            if self.canvas.still is not None:
+                expected["canvas.still"] = (b, stream.height, stream.width, 3)
         if self.image_tokens is not None:
             expected["image_tokens"] = (b, self.image_tokens.shape[1], cfg.image_dim)
         for name, shape in expected.items():
@@ -144,7 +144,7 @@ def scene_from_image(
 ) -> SceneConditioning:
     """The scene of one picture with a character per face box (the app and the evaluation).
 
-    The model animates a window of the picture around the faces (avatar_engine/framing.py):
+    The model animates a window of the picture around the faces (avatar_engine/canvas.py):
     the window is cut out and resized to the model's frame, and the face boxes moved into it.
 
     Args:
@@ -170,15 +170,15 @@ def scene_from_image(
     blank = None
     if cfg.reference_every_frame:
         blank = still[:, :, -1].float() if cfg.still_reference else reference
-    framing = None
+    canvas = None
     if stream.restore_detail or size != (stream.height, stream.width):
         decoded = decode_still(vae, still) if stream.restore_detail else None
-        framing = Framing.of(image[None].cpu(), window, decoded)
+        canvas = Canvas.of(image[None].cpu(), window, decoded)
     masks = torch.stack([face_mask_from_box(stream, box) for box in boxes])
     return SceneConditioning(
         reference_latent=reference,
         face_masks=masks[None].to(reference.device),  # [1, K, gh, gw]
         context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
         blank_latent=blank,
-        framing=framing,
+        canvas=canvas,
     )

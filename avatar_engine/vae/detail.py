@@ -4,7 +4,7 @@ frame, and what the frames people see restore the picture's detail against.
 A VAE as small as the embedded one reconstructs a picture blurred: fur, hair, print and
 glasses come back as smudges, in every frame. The loss is the same in every frame that shows
 the picture unchanged, so it is measured once per stream, on the picture held still, and
-added back to each frame where it still shows the picture (avatar_engine/framing.py).
+added back to each frame where it still shows the picture (avatar_engine/canvas.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def encode_still(vae: WanVAE, picture: torch.Tensor) -> torch.Tensor:
 
 def decode_still(vae: WanVAE, still: torch.Tensor) -> torch.Tensor:
     """[B, H, W, 3] float 0..255: the picture as the decoder shows it held still (the last
-    frame of encode_still's latents, decoded), what framing.Framing measures the lost detail
+    frame of encode_still's latents, decoded), what canvas.Canvas measures the lost detail
     against.
 
     Args:

@@ -32,7 +32,7 @@ class Rendered:
 
     frames: torch.Tensor  # [T, H, W, 3] uint8, as the product shows them
     raw: torch.Tensor  # [T, H, W, 3] uint8: the model's frames alone, without the picture's
-    # detail restored (framing.Framing.present(detail=False))
+    # detail restored (canvas.Canvas.present(detail=False))
     audio: np.ndarray  # [S] 16 kHz, sample 0 = the stream's frame 0
     speaking: np.ndarray  # [K, T] bool per character and kept frame
     index: np.ndarray  # [T] the stream's frame number of each kept frame
@@ -131,10 +131,10 @@ class ModelProgram(Program):
     def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
         session = self._session
         decoded = session.decoder.decode(session.next_chunk(routed, speaking))
-        framing = session.framing
-        if framing is None:
+        canvas = session.canvas
+        if canvas is None:
             return decoded.frames[0], decoded.frames[0]
-        shown, raw = framing.present(decoded), framing.present(decoded, detail=False)
+        shown, raw = canvas.present(decoded), canvas.present(decoded, detail=False)
         return shown.frames[0], raw.frames[0]
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from avatar_engine.canvas import Canvas, Window
 from avatar_engine.config import AudioConfig, Preset, VAEConfig
-from avatar_engine.framing import Framing, Window
 from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
 from avatar_engine.runtime.local import LocalRuntime
 from avatar_engine.runtime.spec import EngineSpec
@@ -105,7 +105,7 @@ def with_detail(local_chunks) -> SceneConditioning:
     noise = torch.randn(decoded.shape, generator=torch.Generator().manual_seed(1)) * 30
     picture = (decoded + noise).round().clamp(0, 255).to(torch.uint8)
     window = Window(0, 0, *decoded.shape[1:3])
-    return replace(SCENE, framing=Framing.of(picture, window, decoded))
+    return replace(SCENE, canvas=Canvas.of(picture, window, decoded))
 
 
 def test_both_runtimes_restore_the_reference_detail(local_chunks):
@@ -114,7 +114,7 @@ def test_both_runtimes_restore_the_reference_detail(local_chunks):
     with DisaggregatedRuntime(SPEC, dit_threads=1, decoder_threads=1) as runtime:
         disaggregated = stream(runtime, scene=scene)
     for plain, *restored in zip(local_chunks, local, disaggregated, strict=True):
-        want = scene.framing.present(plain).frames
+        want = scene.canvas.present(plain).frames
         assert not torch.equal(want, plain.frames)
         assert all(torch.equal(got.frames, want) for got in restored)
 

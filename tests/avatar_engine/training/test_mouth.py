@@ -24,7 +24,10 @@ def grid() -> tuple[torch.Tensor, torch.Tensor]:
     return c[:, None].expand(SIZE, SIZE), c[None, :].expand(SIZE, SIZE)
 
 
-def drawn(opening: float, rounding: float = 0.0, look=MouthLook(teeth=1.0, tongue=1.0)):
+SHOWING = MouthLook(teeth=1.0, tongue=1.0)
+
+
+def drawn(opening: float, rounding: float = 0.0, look: MouthLook = SHOWING):
     frame = SKIN.expand(SIZE, SIZE, 3).clone()
     y, x = grid()
     draw_inside(frame, y, x, MOUTH, lip_gap(opening, 0.12), rounding, look, 1 / SIZE)

@@ -1,5 +1,5 @@
-"""From the model's frame to the picture people see: a window of the picture around the faces
-is what the DiT animates, and its frames are pasted back into the picture at full resolution.
+"""The canvas: the picture people see. A window of it around the faces is what the DiT
+animates, and the model's frames are pasted back into it at full resolution.
 
 Every real-time talking head that runs on a CPU works this way (Wav2Lip, MuseTalk, LiteAvatar,
 LivePortrait): the model draws a small frame around the face, and the rest of what people see
@@ -114,7 +114,7 @@ def feather(window: Window, size: tuple[int, int]) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Framing:
+class Canvas:
     """One stream's output picture, its window, and the detail the model's frames lose."""
 
     picture: torch.Tensor  # [B, H, W, 3] uint8: the output frame's picture
@@ -126,7 +126,7 @@ class Framing:
     # resized to it
 
     @classmethod
-    def of(cls, picture: torch.Tensor, window: Window, still: torch.Tensor | None) -> Framing:
+    def of(cls, picture: torch.Tensor, window: Window, still: torch.Tensor | None) -> Canvas:
         """Args:
         picture: [B, H, W, 3] uint8 at the output size.
         still: [B, h, w, 3] float, the picture's window held still and decoded; None: no

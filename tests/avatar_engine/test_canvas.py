@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from avatar_engine.canvas import FACE_WIDTH_SHARE, Canvas, Window, face_window, feather
 from avatar_engine.config import Preset, StreamConfig
 from avatar_engine.embedded import EmbeddedModel
-from avatar_engine.framing import FACE_WIDTH_SHARE, Framing, Window, face_window, feather
 from avatar_engine.scene import fit_image, scene_from_image
 from avatar_engine.training.data.portraits import draw_portrait
 from avatar_engine.vae.detail import decode_still, encode_still
@@ -37,10 +37,10 @@ def picture() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def framed(vae, picture):
-    """(framing, the window's picture at the model's size) of FACE in `picture`."""
+    """(canvas, the window's picture at the model's size) of FACE in `picture`."""
     window = face_window(OUT, MODEL, [FACE])
     small = fit_image(window.of(picture[0]).contiguous(), MODEL)[None]  # [1, h, w, 3]
-    return Framing.of(picture, window, decode_still(vae, encode_still(vae, small))), small
+    return Canvas.of(picture, window, decode_still(vae, encode_still(vae, small))), small
 
 
 def chunk_of(frames: torch.Tensor) -> VideoChunk:
@@ -78,47 +78,47 @@ def test_the_window_fades_only_into_the_picture():
 
 
 def test_a_held_still_picture_comes_back_as_the_picture_at_full_resolution(vae, framed):
-    framing, small = framed
+    canvas, small = framed
     still = small.permute(0, 3, 1, 2)[:, :, None].expand(-1, -1, 33, -1, -1) / 127.5 - 1
     with torch.inference_mode():
         frames = to_uint8_frames(vae.decode(vae.encode_video(still))[0])  # 9 latent frames
     steady = slice(16, None)  # past the STILL_LATENT_FRAMES the detail was measured at
-    shown = framing.present(chunk_of(frames[:, steady])).frames
-    raw = framing.present(chunk_of(frames[:, steady]), detail=False).frames
+    shown = canvas.present(chunk_of(frames[:, steady])).frames
+    raw = canvas.present(chunk_of(frames[:, steady]), detail=False).frames
     assert shown.shape[2:4] == OUT
-    window = framing.window
-    assert psnr(window.of(raw[0]), window.of(framing.picture)) < 30  # the model's size blurs
-    assert psnr(window.of(shown[0]), window.of(framing.picture)) > 40
+    window = canvas.window
+    assert psnr(window.of(raw[0]), window.of(canvas.picture)) < 30  # the model's size blurs
+    assert psnr(window.of(shown[0]), window.of(canvas.picture)) > 40
     outside = (
         shown[0, :, : window.top],
-        framing.picture[:, : window.top].expand_as(shown[0, :, : window.top]),
+        canvas.picture[:, : window.top].expand_as(shown[0, :, : window.top]),
     )
     assert torch.equal(*outside)  # above the window: the picture itself
 
 
 def test_where_a_frame_changed_its_change_is_kept(framed):
-    framing, _ = framed
-    frame = framing.still.round().to(torch.uint8)[:, None].clone()  # [1, 1, h, w, 3]
+    canvas, _ = framed
+    frame = canvas.still.round().to(torch.uint8)[:, None].clone()  # [1, 1, h, w, 3]
     frame[:, :, 70:100, 40:90] = 20  # a dark open mouth
-    shown = framing.present(chunk_of(frame)).frames
-    win = framing.window
+    shown = canvas.present(chunk_of(frame)).frames
+    win = canvas.window
     scale = win.height / MODEL[0]
     rows = slice(win.top + round(75 * scale), win.top + round(95 * scale))
     cols = slice(win.left + round(45 * scale), win.left + round(85 * scale))
     assert (shown[:, :, rows, cols].float() - 20).abs().mean() < 2.0  # no picture painted over
     above = slice(win.top + round(10 * scale), win.top + round(50 * scale))
-    assert psnr(shown[0, :, above, cols], framing.picture[:, above, cols]) > 40
+    assert psnr(shown[0, :, above, cols], canvas.picture[:, above, cols]) > 40
 
 
 def test_the_tiny_preset_shows_a_larger_picture_with_its_detail(vae, picture):
     scene = scene_from_image(vae, TINY.dit, TINY.stream, picture[0], [FACE])
-    assert scene.framing is not None and scene.framing.size == OUT == (512, 512)
-    assert scene.framing.still is not None
+    assert scene.canvas is not None and scene.canvas.size == OUT == (512, 512)
+    assert scene.canvas.still is not None
     scene.validate(TINY.dit, TINY.stream)
-    x0, y0, x1, y1 = scene.framing.window.box_in(FACE, OUT)
+    x0, y0, x1, y1 = scene.canvas.window.box_in(FACE, OUT)
     mask = scene.face_masks[0, 0]  # the face, moved into the window, fills its share of it
     assert float(mask.mean()) == pytest.approx((x1 - x0) * (y1 - y0), abs=0.1)
-    assert scene_from_image(vae, TINY.dit, TINY.stream, picture[0], [FACE]).framing.window == (
+    assert scene_from_image(vae, TINY.dit, TINY.stream, picture[0], [FACE]).canvas.window == (
         face_window(OUT, MODEL, [FACE])
     )
     assert not Preset.from_name("wan2.1-1.3b").stream.restore_detail
