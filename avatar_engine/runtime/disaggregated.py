@@ -26,6 +26,7 @@ from typing import NoReturn
 
 import torch
 
+from avatar_engine.canvas import Canvas
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.protocol import (
@@ -129,6 +130,7 @@ class DisaggregatedRuntime(Runtime):
         self._finalizer = weakref.finalize(self, _shutdown, self.procs, listener, workdir)
         self._listener = listener
         self._speaking: deque[torch.Tensor] = deque()  # of chunks submitted, not yet received
+        self._canvas: Canvas | None = None  # the session's scene's
         self._in_session = False
         self.conns: list[Connection] = []
         try:
@@ -147,6 +149,7 @@ class DisaggregatedRuntime(Runtime):
         scene.validate(self.spec.preset.dit, self.stream)
         self.end_session()
         self._command(StartStream(scene, seed))
+        self._canvas = scene.canvas  # applied here: the decoder rank does not see the scene
         self._in_session = True
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
@@ -167,7 +170,8 @@ class DisaggregatedRuntime(Runtime):
                 message = self._recv(self.settings.decoder_rank)
                 if not isinstance(message, Frames):
                     self._fail(self.settings.decoder_rank, f"sent {message.kind!r}, not frames")
-                return replace(message.video, speaking=self._speaking.popleft())
+                chunk = replace(message.video, speaking=self._speaking.popleft())
+                return chunk if self._canvas is None else self._canvas.present(chunk)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"no frames within {timeout} s")
 

@@ -1,5 +1,5 @@
 """What each rank of a DisaggregatedRuntime does: DiT ranks stream latent chunks, the decoder
-rank turns them into frames, finished (the reference's detail restored) as every runtime's are.
+rank turns them into frames.
 
 DiT rank 0 takes commands from the caller and shares them with the other DiT ranks (a scene
 once per session, features once per chunk); it hands each chunk's latents to the decoder rank
@@ -34,12 +34,9 @@ from avatar_engine.runtime.warmup import blank_scene, warm_up_decoder, warm_up_d
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
 from avatar_engine.vae.chunk_decoder import ChunkDecoder
-from avatar_engine.vae.detail import ReferenceDetail
 
-# Header of every message from DiT rank 0 to the decoder: [kind, a, b, c]. START: a = batch,
-# b = 1 when the scene's ReferenceDetail (decoded, residual) follows; CHUNK: a, b, c = index,
-# first frame, frames, and its latents follow.
-START, CHUNK, END, STOP = range(4)
+# Header of every message from DiT rank 0 to the decoder: [kind, a, b, c].
+START, CHUNK, END, STOP = range(4)  # START: a = batch; CHUNK: a, b, c = index, first, frames
 HEADER = 4
 
 
@@ -60,20 +57,18 @@ class DecoderLink:
         self.buffers: tuple[torch.Tensor, ...] = ()  # kept alive until their sends complete
         self.batch = 0
 
-    def _post(self, header: list[int], *payload: torch.Tensor) -> None:
+    def _post(self, header: list[int], latents: torch.Tensor | None = None) -> None:
         for work in self.in_flight:
             work.wait()
         tensors = (torch.tensor(header, dtype=torch.int64, device=self.device),)
-        tensors += tuple(t.to(self.device).contiguous() for t in payload)
+        if latents is not None:
+            tensors += (latents.contiguous(),)
         self.buffers = tensors
         self.in_flight = [dist.isend(t, self.peer) for t in tensors]
 
-    def start(self, batch: int, detail: ReferenceDetail | None) -> None:
+    def start(self, batch: int) -> None:
         self.batch = batch
-        if detail is None:
-            self._post([START, batch, 0, 0])
-        else:
-            self._post([START, batch, 1, 0], detail.decoded.float(), detail.residual.float())
+        self._post([START, batch, 0, 0])
 
     def send(self, chunk: LatentChunk) -> None:
         header = [CHUNK, chunk.index, chunk.first_frame, chunk.num_frames]
@@ -131,7 +126,7 @@ class DitRank:
                 case StartStream(scene=scene, seed=seed):
                     session = self.session(scene, seed)
                     if self.link:
-                        self.link.start(scene.batch, scene.detail)
+                        self.link.start(scene.batch)
                 case NextChunk(features=features, speaking=speaking):
                     chunk = session.next_chunk(features, speaking)
                     if self.link:
@@ -173,21 +168,11 @@ class DecoderRank:
                 return
             if kind != START:
                 raise RuntimeError(f"message kind {kind} from DiT rank 0 outside a session")
-            batch = int(header[1])
-            self.stream(batch, self._detail(batch) if int(header[2]) else None)
+            self.stream(batch=int(header[1]))
 
-    def _detail(self, batch: int) -> ReferenceDetail:
-        """The scene's detail, sent after START: decoded, then residual, [B, H, W, 3] float."""
-        stream = self.spec.preset.stream
-        shape = (batch, stream.height, stream.width, 3)
-        decoded, residual = (torch.zeros(shape, device=self.device) for _ in range(2))
-        dist.recv(decoded, self.source)
-        dist.recv(residual, self.source)
-        return ReferenceDetail(decoded=decoded.cpu(), residual=residual.cpu())
-
-    def stream(self, batch: int, detail: ReferenceDetail | None) -> None:
+    def stream(self, batch: int) -> None:
         """Decode one session's chunks until its END message."""
-        decoder = ChunkDecoder(self.vae, self.spec.preset.stream.fps, detail=detail)
+        decoder = ChunkDecoder(self.vae, self.spec.preset.stream.fps)
         shape = latent_shape(self.spec, batch)
         buffers = [
             (

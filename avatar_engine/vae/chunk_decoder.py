@@ -1,14 +1,10 @@
-"""One stream's decoding: latent chunks in, RGB frames with presentation timestamps out, the
-reference's detail restored where the scene keeps it. Every runtime decodes here (the local
-one in its session, the disaggregated one on its decoder rank), so frames are finished in one
-place."""
+"""One stream's decoding: latent chunks in, RGB frames with presentation timestamps out."""
 
 from __future__ import annotations
 
 import torch
 
 from avatar_engine.chunks import LatentChunk, VideoChunk
-from avatar_engine.vae.detail import ReferenceDetail
 from avatar_engine.vae.model import DecoderState, WanVAE
 from avatar_engine.vae.video import to_uint8_frames
 
@@ -16,22 +12,14 @@ from avatar_engine.vae.video import to_uint8_frames
 class ChunkDecoder:
     """Decodes one stream's latent chunks in order, carrying the VAE decoder's state."""
 
-    def __init__(self, vae: WanVAE, fps: int, *, detail: ReferenceDetail | None = None):
-        self.vae, self.fps, self.detail = vae, fps, detail
+    def __init__(self, vae: WanVAE, fps: int):
+        self.vae, self.fps = vae, fps
         param = vae.conv2.weight
         self.device, self.dtype = param.device, param.dtype
         self.state: DecoderState | None = None
         self.next_index = 0
 
     def decode(self, chunk: LatentChunk) -> VideoChunk:
-        """The chunk's frames as shown: decoded, the reference's detail restored if kept."""
-        return self.restore(self.decode_raw(chunk))
-
-    def restore(self, video: VideoChunk) -> VideoChunk:
-        return video if self.detail is None else self.detail.restore(video)
-
-    def decode_raw(self, chunk: LatentChunk) -> VideoChunk:
-        """The chunk's frames as the VAE decodes them, nothing restored."""
         if chunk.index != self.next_index:
             raise ValueError(
                 f"chunk {chunk.index} arrived where chunk {self.next_index} was expected; a "
