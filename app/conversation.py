@@ -23,6 +23,7 @@ from livekit.agents.voice.io import AudioInput
 from app.avatar import AvatarEngine, AvatarVideoGenerator, build_engine
 from app.avatar.playout import AvatarPlayout, FrameSink
 from app.characters import Box, CharacterLibrary
+from app.transcript import LineSink, Transcript
 from avatar_engine.embedded import EmbeddedModel
 from llm_bridge.cast import Cast, build_cast
 from llm_bridge.persona import Persona
@@ -102,10 +103,13 @@ class Conversation:
     ) -> None:
         self.session, self.cast, self.generator, self.audio = session, cast, generator, audio
         self.runner: AvatarRunner | AvatarPlayout | None = None  # drains `audio`
+        self.transcript: Transcript | None = None  # our transports' (a room has its own)
 
     async def aclose(self) -> None:
         """The session first (it stops speaking), then the avatar, then the voices."""
         await self.session.aclose()
+        if self.transcript is not None:
+            await self.transcript.aclose()
         if self.runner is not None:
             await self.runner.aclose()
         await self.generator.aclose()
@@ -184,11 +188,31 @@ async def start_conversation(
 
 
 async def start_local(
-    conversation: Conversation, *, user_audio: AudioInput, sink: FrameSink
+    conversation: Conversation,
+    *,
+    user_audio: AudioInput,
+    sink: FrameSink,
+    transcript: LineSink | None = None,
+    names: tuple[str, ...] = (),
 ) -> Conversation:
     """Without a room (our own transports, tests): the user's audio in, the avatar's frames
-    to `sink` at real time through AvatarPlayout, started before the session."""
-    conversation.session.input.audio = user_audio
+    to `sink` at real time through AvatarPlayout, started before the session.
+
+    Args:
+        transcript: gets the call's transcript lines (app/transcript.py), the character's
+            words paced with its audio.
+        names: the characters' names by speaker index, for the transcript.
+    """
+    session = conversation.session
+    session.input.audio = user_audio
+    if transcript is not None:
+        generator = conversation.generator
+        conversation.transcript = Transcript(
+            session=session, speaker=lambda: names[generator.speaker], on_line=transcript
+        )
+        session.output.audio, session.output.transcription = conversation.transcript.outputs(
+            conversation.audio
+        )
     conversation.runner = AvatarPlayout(
         audio_recv=conversation.audio, video_gen=conversation.generator, sink=sink
     )

@@ -1,0 +1,106 @@
+"""The call's transcript through the offline voice, played out in real time: the greeting and
+the reply grow as they play and end final; the caller's utterance is the session's transcript
+of it; a reply the caller talks over ends where its audio stopped, the rest marked cut."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from app.conversation import Casting, CastRequest, prepare_conversation, start_local
+from app.transcript import TranscriptLine
+from llm_bridge.offline.stt import utterance_text
+from llm_bridge.offline.tts import SAMPLE_RATE as ESPEAK_RATE
+from tests.app.avatar.conftest import run
+from tests.app.session_io import PlayedFrames, UserAudio, wait_for
+from tests.app.test_offline_conversation import LIBRARY, SILENCE, TURN_S
+from tests.llm_bridge.conftest import espeak
+
+ADA = LIBRARY.character("ada").persona
+
+
+class Lines:
+    """The transcript as the page keeps it: the latest version of each line, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[TranscriptLine] = []
+
+    def __call__(self, line: TranscriptLine) -> None:
+        self.sent.append(line)
+
+    def latest(self) -> list[TranscriptLine]:
+        by_id: dict[str, TranscriptLine] = {}
+        for line in self.sent:
+            by_id[line.id] = line
+        return list(by_id.values())
+
+    def final(self) -> list[TranscriptLine]:
+        return [line for line in self.latest() if line.final]
+
+
+@contextlib.asynccontextmanager
+async def transcribed_call(engine, lines: Lines) -> AsyncIterator[UserAudio]:
+    casting = Casting.of(CastRequest(character="ada"), LIBRARY)
+    conv = await prepare_conversation(engine=engine, casting=casting)
+    user = UserAudio(sample_rate=ESPEAK_RATE)
+    await start_local(
+        conv, user_audio=user, sink=PlayedFrames(), transcript=lines, names=(ADA.name,)
+    )
+    try:
+        yield user
+    finally:
+        await conv.aclose()
+
+
+def test_both_sides_of_a_turn_in_order(micro_engine):
+    lines = Lines()
+    words = espeak("Hello Ada, how are you today?")
+
+    async def body() -> None:
+        async with transcribed_call(micro_engine, lines) as user:
+            await wait_for(lambda: len(lines.final()) == 1, timeout=TURN_S)  # the greeting
+            user.say(np.concatenate([SILENCE, words, SILENCE]))
+            await wait_for(lambda: len(lines.final()) == 3, timeout=TURN_S)
+
+    run(body())
+    greeting, heard, reply = lines.final()
+    assert (greeting.role, greeting.character, greeting.text) == ("character", "Ada", ADA.greeting)
+    assert heard.role == "user" and heard.text == utterance_text(_seconds(heard.text))
+    assert (reply.role, reply.character, reply.text, reply.cut) == (
+        "character",
+        "Ada",
+        ADA.lines[0],
+        "",
+    )
+    # the greeting grew word by word as it played, each version a prefix of the next
+    growing = [line.text for line in lines.sent if line.id == greeting.id]
+    assert len(growing) > 3 and all(b.startswith(a) for a, b in itertools.pairwise(growing))
+
+
+def test_a_reply_talked_over_is_cut_where_its_audio_stopped(micro_engine):
+    lines = Lines()
+    words = espeak("Hello Ada, how are you today?")
+    over = espeak("Wait, wait, stop, I have something else to ask you about now.")
+
+    def reply_playing() -> bool:
+        return len(lines.final()) == 2 and lines.latest()[-1].role == "character"
+
+    async def body() -> None:
+        async with transcribed_call(micro_engine, lines) as user:
+            await wait_for(lambda: len(lines.final()) == 1, timeout=TURN_S)  # the greeting
+            user.say(np.concatenate([SILENCE, words, SILENCE]))
+            await wait_for(reply_playing, timeout=TURN_S)  # its first words play
+            user.say(over)
+            await wait_for(lambda: len(lines.final()) >= 3, timeout=TURN_S)
+
+    run(body())
+    reply = lines.final()[2]
+    assert reply.role == "character" and reply.text and reply.cut
+    assert f"{reply.text} {reply.cut}" == ADA.lines[0]
+
+
+def _seconds(text: str) -> float:
+    return float(text.split("for ")[1].split(" s")[0])
