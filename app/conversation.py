@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from livekit import rtc
@@ -37,6 +38,9 @@ DEFAULT_CHARACTER = "ada"  # who answers a job that names no one
 METADATA_KEYS = ("character", "scene")
 AUDIO_RATE = 24000  # what OpenAI Realtime and the avatar's published audio use
 CLOSE_TRANSCRIPT_S = 0.2  # how long a closing session waits for the last user transcript
+# In a room, the agent's participant attribute naming the character who has the floor (the
+# call page shows it while livekit-agents' lk.agent.state says "speaking").
+SPEAKER_ATTRIBUTE = "avatar.speaker"
 
 
 @dataclass(frozen=True)
@@ -104,10 +108,21 @@ class Conversation:
         self.session, self.cast, self.generator, self.audio = session, cast, generator, audio
         self.runner: AvatarRunner | AvatarPlayout | None = None  # drains `audio`
         self.transcript: Transcript | None = None  # our transports' (a room has its own)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run `coro` in the background until it ends or the conversation closes."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
         """The session first (it stops speaking), then the avatar, then the voices."""
         await self.session.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.transcript is not None:
             await self.transcript.aclose()
         if self.runner is not None:
@@ -134,18 +149,24 @@ async def prepare_conversation(
     casting: Casting,
     api_key: str | None = None,
     base_url: str | None = None,
+    on_speaker: Callable[[int], None] | None = None,
 ) -> Conversation:
     """The session, cast and avatar of one conversation, not yet started.
 
     Args:
+        on_speaker: told the index of each character that takes the floor (the engine is).
         api_key, base_url: OpenAI Realtime's (default: OPENAI_API_KEY, OPENAI_BASE_URL);
             without a key the offline voice speaks.
     """
     scene = await asyncio.to_thread(engine.scene, casting.picture, casting.face_boxes)
     generator = AvatarVideoGenerator(engine=engine, scene=scene, sample_rate=AUDIO_RATE)
-    cast = build_cast(
-        casting.personas, on_active=generator.set_speaker, api_key=api_key, base_url=base_url
-    )
+
+    def on_active(index: int) -> None:
+        generator.set_speaker(index)
+        if on_speaker is not None:
+            on_speaker(index)
+
+    cast = build_cast(casting.personas, on_active=on_active, api_key=api_key, base_url=base_url)
     # A closing session waits for the user's last transcript (2 s by default); after a hang-up
     # nothing reads it, and the call's slot stays taken meanwhile.
     session = cast.create_session(session_close_transcript_timeout=CLOSE_TRANSCRIPT_S)
@@ -162,9 +183,16 @@ async def start_conversation(
     library: CharacterLibrary | None = None,
 ) -> Conversation:
     """In a connected room: cast the request, publish the avatar (avatar_audio, avatar_video)
-    through AvatarRunner, then start the session on the room's audio."""
+    through AvatarRunner, then start the session on the room's audio. The character who has
+    the floor is named in the agent's SPEAKER_ATTRIBUTE; the session's RoomIO publishes the
+    transcript (lk.transcription text streams, the character's paced with its audio)."""
     casting = Casting.of(request, library or CharacterLibrary())
-    conversation = await prepare_conversation(engine=engine, casting=casting)
+    names = [p.name for p in casting.personas]
+
+    def announce(index: int) -> None:
+        conversation.spawn(name_speaker(room, names[index]), name="name-speaker")
+
+    conversation = await prepare_conversation(engine=engine, casting=casting, on_speaker=announce)
     stream = engine.preset.stream
     options = AvatarOptions(
         video_width=stream.width,
@@ -182,9 +210,14 @@ async def start_conversation(
     except BaseException:
         await conversation.aclose()
         raise
-    names = [p.name for p in casting.personas]
     logger.info("conversation started", extra={"room": room.name, "characters": names})
     return conversation
+
+
+async def name_speaker(room: rtc.Room, name: str) -> None:
+    """Set the agent's SPEAKER_ATTRIBUTE (a room not yet connected has no participant)."""
+    if room.isconnected():
+        await room.local_participant.set_attributes({SPEAKER_ATTRIBUTE: name})
 
 
 async def start_local(
