@@ -10,7 +10,7 @@ screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from app.store import Store
 from tests.web.conftest import calls_of, served, wait_until
@@ -139,6 +139,10 @@ def test_the_gallery_lists_the_library_with_pictures_and_follows_its_changes(fro
         page.wait_for_function("document.querySelectorAll('.card').length === 4")
         after = [card["name"] for card in cards(page)]
         status = page.locator("#status").inner_text()
+        # Edit opens the console on that character's form
+        page.get_by_role("link", name="Edit Bo").click()
+        expect(page.get_by_label("Name", exact=True).first).to_have_value("Bo", timeout=20_000)
+        expect(page.get_by_label("Character", exact=True)).to_have_value("Bo (bo)")
     finally:
         page.close()
     assert [(c["name"], c["call"], c["edit"]) for c in listed] == [
