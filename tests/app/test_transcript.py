@@ -1,9 +1,12 @@
-"""The call's transcript through the offline voice, played out in real time: the greeting and
-the reply grow as they play and end final; the caller's utterance is the session's transcript
-of it; a reply the caller talks over ends where its audio stopped, the rest marked cut."""
+"""The call's transcript, played out in real time: through the offline voice the greeting and
+the reply grow as they play and end final, the caller's utterance is the session's transcript
+of it, and a reply the caller talks over ends where its audio stopped, the rest marked cut;
+through OpenAI Realtime (a loopback server) the caller's line is the model's input
+transcription, and a reply cut by the server's VAD ends the same way."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator
@@ -15,11 +18,14 @@ from app.transcript import TranscriptLine
 from llm_bridge.offline.stt import utterance_text
 from llm_bridge.offline.tts import SAMPLE_RATE as ESPEAK_RATE
 from tests.app.avatar.conftest import run
-from tests.app.session_io import PlayedFrames, UserAudio, wait_for
+from tests.app.realtime_server import SAMPLE_RATE, RealtimeServer
+from tests.app.session_io import PlayedFrames, UserAudio, voiced, wait_for
 from tests.app.test_offline_conversation import LIBRARY, SILENCE, TURN_S
+from tests.app.test_realtime_loopback import MIC_RATE, PERSONA, REPLY_S
 from tests.llm_bridge.conftest import espeak
 
 ADA = LIBRARY.character("ada").persona
+FACE = np.full((96, 96, 3), 128, dtype=np.uint8)
 
 
 class Lines:
@@ -104,3 +110,42 @@ def test_a_reply_talked_over_is_cut_where_its_audio_stopped(micro_engine):
 
 def _seconds(text: str) -> float:
     return float(text.split("for ")[1].split(" s")[0])
+
+
+def test_with_openai_realtime_the_input_transcription_and_a_cut_reply(micro_engine):
+    """The Realtime model's input transcription is the caller's line; its reply, talked over
+    halfway, ends where its audio stopped, the rest of its transcript cut."""
+    server = RealtimeServer(
+        reply_audio=voiced(REPLY_S, rate=SAMPLE_RATE),
+        reply_text="one two three four five six seven eight nine ten",
+        heard="Hello Tess, how are you?",
+        pace=1.0,  # the reply still streams when the caller cuts in
+    )
+    lines = Lines()
+
+    async def body() -> None:
+        await server.start()
+        casting = Casting(personas=(PERSONA,), picture=FACE, face_boxes=((0.2, 0.1, 0.8, 0.9),))
+        conv = await prepare_conversation(
+            engine=micro_engine, casting=casting, api_key="test", base_url=server.base_url
+        )
+        user = UserAudio(sample_rate=MIC_RATE)
+        await start_local(
+            conv, user_audio=user, sink=PlayedFrames(), transcript=lines, names=(PERSONA.name,)
+        )
+        try:
+            user.say(voiced(1.0, rate=MIC_RATE))
+            await wait_for(lambda: len(lines.latest()) == 2 and lines.latest()[1].text, timeout=20)
+            await asyncio.sleep(1.2)  # some of the reply plays
+            await server.speech_started()  # the caller talks over the character
+            await wait_for(lambda: len(lines.final()) == 2, timeout=10)
+        finally:
+            await conv.aclose()
+            await server.aclose()
+
+    run(body())
+    heard, reply = lines.final()
+    assert (heard.role, heard.text) == ("user", "Hello Tess, how are you?")
+    assert (reply.role, reply.character) == ("character", "Tess")
+    assert reply.text and reply.cut  # cut part-way
+    assert f"{reply.text} {reply.cut}" == server.reply_text
