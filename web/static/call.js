@@ -164,6 +164,9 @@
     });
   }
 
+  // the call's microphone track, once it has one (LiveKit opens it after the call starts)
+  const micTrack = () => (current ? current.micTrack : null);
+
   function setMuted(on) {
     muted = on;
     if (current) current.setMuted(on);
@@ -185,7 +188,7 @@
       current = transport === "livekit" ? await startLiveKit() : await startLocal(remote);
       window.avatarCall = current; // for tests and the console
       if (muted) current.setMuted(true);
-      if ($("show-latency").checked) latency.start(current.micTrack);
+      if ($("show-latency").checked) latency.start(micTrack);
       $("start").hidden = true;
       $("mute").hidden = false;
       $("hangup").hidden = false;
@@ -197,8 +200,9 @@
   }
 
   function end(message) {
-    if (current) current.hangup();
-    current = null;
+    const call = current;
+    current = null; // first: a transport that reports its own end finds no call to end again
+    if (call) call.hangup();
     latency.stop();
     video.srcObject = null;
     $("sound").hidden = true;
@@ -258,7 +262,7 @@
   $("show-latency").addEventListener("change", (event) => {
     $("latency").hidden = !event.target.checked;
     if (!event.target.checked) latency.stop();
-    else if (current) latency.start(current.micTrack);
+    else if (current) latency.start(micTrack);
   });
   window.addEventListener("pagehide", () => current && current.hangup());
   init().catch((err) => {

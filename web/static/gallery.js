@@ -87,5 +87,5 @@
   window.addEventListener("focus", refresh);
   document.addEventListener("visibilitychange", () => document.hidden || refresh());
   setInterval(() => document.hidden || refresh(), REFRESH_MS);
-  window.galleryLoaded = refresh(); // for tests
+  refresh();
 })();

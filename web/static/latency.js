@@ -1,6 +1,7 @@
 // The call page's latency readout (off by default): frames per second received, and the time
 // from the end of the caller's words to the character's first frame of reply, both measured
-// in this page. window.LatencyMeter({video, box}).start(micTrack) / .speaking() / .stop().
+// in this page. window.LatencyMeter({video, box}).start(micTrack) / .speaking() / .stop(),
+// micTrack() giving the microphone's MediaStreamTrack once there is one.
 //
 // The end of the caller's words is read from the microphone's level (WebAudio): the last
 // moment it was above SPEECH_LEVEL before QUIET_MS of quiet. The reply's first frame is the
@@ -31,15 +32,17 @@ window.LatencyMeter = class LatencyMeter {
   start(micTrack) {
     this.stop();
     this.reset();
-    if (micTrack) {
-      const context = new AudioContext();
-      const analyser = context.createAnalyser();
-      analyser.fftSize = 1024;
-      context.createMediaStreamSource(new MediaStream([micTrack])).connect(analyser);
-      this.audio = { context, analyser, samples: new Float32Array(analyser.fftSize) };
-    }
+    this.micTrack = micTrack;
     this.timer = setInterval(() => this.tick(), LatencyMeter.TICK_MS);
     this.show();
+  }
+
+  listen(track) {
+    const context = new AudioContext();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 1024;
+    context.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+    this.audio = { context, analyser, samples: new Float32Array(analyser.fftSize) };
   }
 
   stop() {
@@ -62,6 +65,7 @@ window.LatencyMeter = class LatencyMeter {
 
   tick() {
     const now = performance.now();
+    if (!this.audio && this.micTrack()) this.listen(this.micTrack());
     if (this.audio) {
       const { analyser, samples } = this.audio;
       analyser.getFloatTimeDomainData(samples);
