@@ -108,7 +108,8 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
     print(
-        f"avatar bench runtime: {spec.preset.name} {stream.height}x{stream.width}, CPU fp32, "
+        f"avatar bench runtime: {spec.preset.name} {stream.height}x{stream.width} model frames, "
+        f"{stream.output_height}x{stream.output_width} output, CPU fp32, "
         f"{cores} cores; starting the runtimes..."
     )
     stages = {}
@@ -133,7 +134,8 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
         features = "n/a" if st.features_s is None else f"{st.features_s * 1e3:.1f} ms"
         print(
             f"  in-process stages, {threads} thread(s): speech features {features}, "
-            f"DiT {st.dit_s * 1e3:.1f} ms, decode + RGB {st.decode_s * 1e3:.1f} ms per chunk; "
+            f"DiT {st.dit_s * 1e3:.1f} ms, decode + RGB {st.decode_s * 1e3:.1f} ms, "
+            f"canvas {st.canvas_s * 1e3:.1f} ms per chunk; "
             f"sum / chunk duration {st.total_s / duration:.3f}"
         )
     print(

@@ -195,8 +195,8 @@ async def start_conversation(
     conversation = await prepare_conversation(engine=engine, casting=casting, on_speaker=announce)
     stream = engine.preset.stream
     options = AvatarOptions(
-        video_width=stream.width,
-        video_height=stream.height,
+        video_width=stream.output_width,
+        video_height=stream.output_height,
         video_fps=engine.fps,
         audio_sample_rate=AUDIO_RATE,
         audio_channels=1,

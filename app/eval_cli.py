@@ -29,7 +29,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     geometry = FrameGeometry.of_preset(preset)
     print(f"pool {args.pool}: preparing the references and the voices")
     evaluation = Evaluation(
-        POOLS[args.pool], preset.stream.height, preset.stream.fps, geometry.samples_per_frame
+        POOLS[args.pool], preset.stream.output_height, preset.stream.fps, geometry.samples_per_frame
     )
     programs = [ModelProgram(spec.build_dit("cpu"), encoder, spec.build_vae("cpu"), preset)]
     programs += [Baseline(kind, encoder, preset) for kind in BASELINES]

@@ -93,7 +93,7 @@ def render(
     audio = np.pad(audio, (0, round(total * rate / fps) - len(audio)))
     scene = engine.scene(picture, face_boxes)
     stream = engine.preset.stream
-    frames = np.empty((total, stream.height, stream.width, 3), dtype=np.uint8)
+    frames = np.empty((total, stream.output_height, stream.output_width, 3), dtype=np.uint8)
     chunks = geometry.chunk_of_frame(total - 1) + 1
     if not engine.stream_lock.acquire(blocking=False):
         raise EngineBusy("the avatar engine is streaming for someone else; render later")

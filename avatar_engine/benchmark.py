@@ -10,15 +10,16 @@ from dataclasses import dataclass
 import torch
 
 from avatar_engine.cache import kv_cache_bytes
+from avatar_engine.canvas import Canvas, face_window
 from avatar_engine.config import Preset
 from avatar_engine.costs import chunk_flops
 from avatar_engine.scene import SceneConditioning, face_mask_from_box
 from avatar_engine.session import StreamSession
-from avatar_engine.vae.detail import ReferenceDetail
 from avatar_engine.weights import random_dit
 
 WINDOW = 11  # chunks per timing window (median taken), centred on the chunk named
 WARMUP = 2  # chunks 0 and 1 have their own roles and allocations; not steady state
+FACE_BOX = (0.25, 0.1, 0.75, 0.7)  # the benchmark scene's one face, fractions of the frame
 
 
 @dataclass(frozen=True)
@@ -93,24 +94,26 @@ def matmul_ceiling(
 
 
 def bench_inputs(preset: Preset, seed: int = 0) -> tuple[SceneConditioning, torch.Tensor]:
-    """A one-character scene and one chunk's speech features [1, 1, Fc, W, Da], random."""
+    """A one-character scene and one chunk's speech features [1, 1, Fc, W, Da], random, with
+    the preset's canvas (output size, detail restored)."""
     cfg, stream = preset.dit, preset.stream
     gen = torch.Generator().manual_seed(seed)
+    size, model = (stream.output_height, stream.output_width), (stream.height, stream.width)
+    canvas = None
+    if stream.restore_detail or size != model:
+        picture = torch.randint(0, 256, (1, *size, 3), generator=gen, dtype=torch.uint8)
+        still = torch.rand(1, *model, 3, generator=gen) * 255 if stream.restore_detail else None
+        canvas = Canvas.of(picture, face_window(size, model, [FACE_BOX]), still)
     scene = SceneConditioning(
         reference_latent=torch.randn(
             1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen
         ),
-        face_masks=face_mask_from_box(stream, (0.25, 0.1, 0.75, 0.7))[None, None],
+        face_masks=face_mask_from_box(stream, FACE_BOX)[None, None],
         context=torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen),
         image_tokens=None
         if cfg.image_dim is None
         else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
-        detail=ReferenceDetail(
-            decoded=torch.rand(1, stream.height, stream.width, 3, generator=gen) * 255,
-            residual=torch.randn(1, stream.height, stream.width, 3, generator=gen) * 10,
-        )
-        if stream.restore_detail
-        else None,
+        canvas=canvas,
     )
     shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
     return scene, torch.randn(shape, generator=gen)

@@ -219,6 +219,10 @@ class StreamConfig:
     # Add back to each decoded frame the reference picture's detail that the VAE loses, where
     # the frame still shows the picture (avatar_engine/vae/detail.py): for VAEs that blur.
     restore_detail: bool = False
+    # The frame people see (avatar_engine/canvas.py): the picture at this size, the model's
+    # frames pasted back into a window of it around the faces. 0: the model's own size.
+    output_height: int = 0
+    output_width: int = 0
     # derived
     latent_h: int = field(init=False)
     latent_w: int = field(init=False)
@@ -246,12 +250,20 @@ class StreamConfig:
             raise ValueError(f"denoise_times {times} must be non-empty and increasing")
         if not 0.0 <= times[0] or not times[-1] < 1.0:
             raise ValueError(f"denoise_times {times} must lie in [0, 1)")
+        out_h, out_w = self.output_height or self.height, self.output_width or self.width
+        if out_h < self.height or out_w < self.width or out_h * self.width != out_w * self.height:
+            raise ValueError(
+                f"the output {out_h}x{out_w} must be at least the model's {self.height}x"
+                f"{self.width}, with the same aspect ratio"
+            )
         latent_h, latent_w = self.height // sh, self.width // sw
         grid_h, grid_w = latent_h // ph, latent_w // pw
         tokens = grid_h * grid_w
         frames = self.chunk_latent_frames * self.vae_stride[0]
         _derive(
             self,
+            output_height=out_h,
+            output_width=out_w,
             latent_h=latent_h,
             latent_w=latent_w,
             grid_h=grid_h,
@@ -341,7 +353,9 @@ PRESETS: dict[str, Preset] = {
                 reference_every_frame=True,
                 still_reference=True,
             ),
-            stream=StreamConfig(height=128, width=128, restore_detail=True),
+            stream=StreamConfig(
+                height=128, width=128, restore_detail=True, output_height=512, output_width=512
+            ),
             audio=AudioConfig(encoder="mel", feature_dim=64),
             vae=VAE_PRESETS["tiny"],
         ),

@@ -7,8 +7,9 @@ from operator import attrgetter
 
 import torch
 
+from avatar_engine.canvas import Canvas, face_window
 from avatar_engine.config import DiTConfig, StreamConfig
-from avatar_engine.vae.detail import ReferenceDetail, encode_still
+from avatar_engine.vae.detail import decode_still, encode_still
 from avatar_engine.vae.model import WanVAE
 from avatar_engine.vae.video import from_uint8_frames
 
@@ -23,7 +24,8 @@ class SceneConditioning:
     image_tokens: torch.Tensor | None = None  # [B, Li, image_dim] CLIP tokens (I2V-14B)
     blank_latent: torch.Tensor | None = None  # [B, z, h, w] latent of the frames after the
     # first (the reference, or the picture held still: DiTConfig.still_reference); 0 if None
-    detail: ReferenceDetail | None = None  # what the decoder adds back (stream.restore_detail)
+    canvas: Canvas | None = None  # how decoded frames become what people see (the output
+    # picture, the window the model animates, the detail restored); None: frames as decoded
 
     @property
     def batch(self) -> int:
@@ -43,8 +45,10 @@ class SceneConditioning:
         }
         if self.blank_latent is not None:
             expected["blank_latent"] = expected["reference_latent"]
-        if self.detail is not None:
-            expected["detail.decoded"] = (b, stream.height, stream.width, 3)
+        if self.canvas is not None:
+            expected["canvas.picture"] = (b, stream.output_height, stream.output_width, 3)
+            if self.canvas.still is not None:
+                expected["canvas.still"] = (b, stream.height, stream.width, 3)
         if self.image_tokens is not None:
             expected["image_tokens"] = (b, self.image_tokens.shape[1], cfg.image_dim)
         for name, shape in expected.items():
@@ -108,25 +112,26 @@ def face_mask_from_box(
     return mask
 
 
-def fit_image(image: torch.Tensor, stream: StreamConfig) -> torch.Tensor:
-    """Centre-crop an image to the stream's aspect ratio and resize it to the stream's size.
+def fit_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Centre-crop an image to the aspect ratio of `size` (H, W) and resize it to that size.
 
     Args:
         image: [H, W, 3] uint8 RGB, any size.
 
     Returns:
-        [height, width, 3] uint8.
+        [size[0], size[1], 3] uint8.
     """
     if image.dim() != 3 or image.shape[2] != 3 or image.dtype != torch.uint8:
         raise ValueError(f"an image is [H, W, 3] uint8 RGB, got {tuple(image.shape)} {image.dtype}")
     h, w = image.shape[:2]
-    target = stream.width / stream.height
+    target = size[1] / size[0]
     crop_h, crop_w = (h, round(h * target)) if w / h > target else (round(w / target), w)
     top, left = (h - crop_h) // 2, (w - crop_w) // 2
     x = image[top : top + crop_h, left : left + crop_w].permute(2, 0, 1)[None].float()
-    x = torch.nn.functional.interpolate(
-        x, size=(stream.height, stream.width), mode="bicubic", antialias=True, align_corners=False
-    )  # [1, 3, height, width]
+    if tuple(x.shape[2:]) != tuple(size):
+        x = torch.nn.functional.interpolate(
+            x, size=size, mode="bicubic", antialias=True, align_corners=False
+        )  # [1, 3, H', W']
     return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -137,32 +142,43 @@ def scene_from_image(
     image: torch.Tensor,
     face_boxes: list[tuple[float, float, float, float]],
 ) -> SceneConditioning:
-    """The scene of one picture with a character per face box (training and the app alike).
+    """The scene of one picture with a character per face box (the app and the evaluation).
+
+    The model animates a window of the picture around the faces (avatar_engine/canvas.py):
+    the window is cut out and resized to the model's frame, and the face boxes moved into it.
 
     Args:
-        image: [height, width, 3] uint8 RGB at the stream's size (see fit_image).
-        face_boxes: per character, (x0, y0, x1, y1) as fractions of the frame.
+        image: [output_height, output_width, 3] uint8 RGB (see fit_image).
+        face_boxes: per character, (x0, y0, x1, y1) as fractions of the picture.
     """
-    if tuple(image.shape) != (stream.height, stream.width, 3):
+    size = (stream.output_height, stream.output_width)
+    if tuple(image.shape) != (*size, 3):
         raise ValueError(
-            f"the picture is {tuple(image.shape)}; this stream needs "
-            f"({stream.height}, {stream.width}, 3): fit_image() it first"
+            f"the picture is {tuple(image.shape)}; this stream needs {(*size, 3)}: "
+            "fit_image() it first"
         )
+    window = face_window(size, (stream.height, stream.width), face_boxes)
+    picture = fit_image(window.of(image).contiguous(), (stream.height, stream.width))
+    boxes = [window.box_in(box, size) for box in face_boxes]
     param = vae.conv1.weight
-    pixels = from_uint8_frames(image)[None].to(param.device, param.dtype)
+    pixels = from_uint8_frames(picture)[None].to(param.device, param.dtype)
     with torch.inference_mode():
         reference = vae.encode_image(pixels).float()  # [1, z, h, w]
     still = None
     if cfg.still_reference or stream.restore_detail:
-        still = encode_still(vae, image[None])
+        still = encode_still(vae, picture[None])
     blank = None
     if cfg.reference_every_frame:
         blank = still[:, :, -1].float() if cfg.still_reference else reference
-    masks = torch.stack([face_mask_from_box(stream, box) for box in face_boxes])
+    canvas = None
+    if stream.restore_detail or size != (stream.height, stream.width):
+        decoded = decode_still(vae, still) if stream.restore_detail else None
+        canvas = Canvas.of(image[None].cpu(), window, decoded)
+    masks = torch.stack([face_mask_from_box(stream, box) for box in boxes])
     return SceneConditioning(
         reference_latent=reference,
         face_masks=masks[None].to(reference.device),  # [1, K, gh, gw]
         context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
         blank_latent=blank,
-        detail=ReferenceDetail.of(vae, image[None], still) if stream.restore_detail else None,
+        canvas=canvas,
     )

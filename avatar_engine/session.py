@@ -80,7 +80,7 @@ class StreamSession:
             self.face_masks = scene.face_masks.to(self.device)
             self.cache = self.new_cache(batch=scene.batch, device=self.device, dtype=param.dtype)
         self.decoder = None if vae is None else ChunkDecoder(vae, stream.fps)
-        self.detail = scene.detail
+        self.canvas = scene.canvas
         self.latent_shape = chunk_latent_shape(cfg, stream, scene.batch)
 
     def window_slots(self, tables: tuple[RopeTable, ...]) -> tuple[RopeTable, ...]:
@@ -98,9 +98,9 @@ class StreamSession:
         return self.decode(self.next_chunk(features, speaking))
 
     def decode(self, chunk: LatentChunk) -> VideoChunk:
-        """A chunk of this stream to RGB frames, the reference's detail restored if kept."""
+        """A chunk of this stream to the RGB frames people see (scene.canvas)."""
         video = self.decoder.decode(chunk)
-        return video if self.detail is None else self.detail.restore(video)
+        return video if self.canvas is None else self.canvas.present(video)
 
     def next_chunk(self, features: torch.Tensor, speaking: torch.Tensor) -> LatentChunk:
         """Generate the next chunk.

@@ -47,8 +47,9 @@ class AvatarEngine:
     def scene(
         self, image: torch.Tensor | np.ndarray, face_boxes: Sequence[FaceBox]
     ) -> SceneConditioning:
-        """The scene of one picture (any size; centre-cropped and resized) with one character
-        per face box. Blocking (one VAE encode): call it from a thread in async code.
+        """The scene of one picture (any size; centre-cropped and resized to the output size)
+        with one character per face box. Blocking (one VAE encode): call it from a thread in
+        async code.
 
         Args:
             image: [H, W, 3] uint8 RGB.
@@ -56,7 +57,8 @@ class AvatarEngine:
         if not face_boxes:
             raise ValueError("a scene needs at least one face box, one per character")
         pixels = np.array(image)  # a writable copy: arrays from PIL are read-only
-        picture = fit_image(torch.from_numpy(pixels), self.preset.stream)
+        stream = self.preset.stream
+        picture = fit_image(torch.from_numpy(pixels), (stream.output_height, stream.output_width))
         return scene_from_image(
             self.vae, self.preset.dit, self.preset.stream, picture, list(face_boxes)
         )

@@ -35,10 +35,11 @@ class StageTimes:
     # the preset's encoder needs a checkpoint (wav2vec2)
     dit_s: float  # median DiT time per chunk (all denoising steps), in-process
     decode_s: float  # median decode + RGB conversion per chunk, in-process
+    canvas_s: float  # median time per chunk to make the frames people see (canvas.py)
 
     @property
     def total_s(self) -> float:
-        return (self.features_s or 0.0) + self.dit_s + self.decode_s
+        return (self.features_s or 0.0) + self.dit_s + self.decode_s + self.canvas_s
 
 
 def time_features(spec: EngineSpec, chunks: int, seed: int = 0) -> float | None:
@@ -58,23 +59,29 @@ def time_features(spec: EngineSpec, chunks: int, seed: int = 0) -> float | None:
 
 
 def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int = 0) -> StageTimes:
-    """Speech features, DiT and decoder separately, one after the other in this process."""
+    """Speech features, DiT, decoder and canvas separately, one after the other in this
+    process."""
     stream, dev = spec.preset.stream, torch.device(device)
     scene, features = bench_inputs(spec.preset, seed)
     session = StreamSession(spec.build_dit(dev), stream, scene, seed=seed, vae=spec.build_vae(dev))
-    dit, decode = [], []
+    dit, decode, canvas = [], [], []
     for _ in range(chunks):
         start = time.perf_counter()
         chunk = session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
         sync(dev)
-        middle = time.perf_counter()
-        session.decode(chunk)  # ends with the frames on the CPU: synchronised
-        dit.append(middle - start)
-        decode.append(time.perf_counter() - middle)
+        decoding = time.perf_counter()
+        video = session.decoder.decode(chunk)  # ends with the frames on the CPU: synchronised
+        presenting = time.perf_counter()
+        if scene.canvas is not None:
+            scene.canvas.present(video)
+        dit.append(decoding - start)
+        decode.append(presenting - decoding)
+        canvas.append(time.perf_counter() - presenting)
     return StageTimes(
         features_s=time_features(spec, chunks, seed),
         dit_s=statistics.median(dit[WARMUP:]),
         decode_s=statistics.median(decode[WARMUP:]),
+        canvas_s=statistics.median(canvas[WARMUP:]),
     )
 
 

@@ -26,6 +26,7 @@ from typing import NoReturn
 
 import torch
 
+from avatar_engine.canvas import Canvas
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.messages import receive, send
 from avatar_engine.runtime.ranks import Settings, role
@@ -33,7 +34,6 @@ from avatar_engine.runtime.sequence_parallel import check_sequence_parallel
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.runtime.worker import AUTHKEY_ENV
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.vae.detail import ReferenceDetail
 from avatar_engine.vae.stream import VideoChunk
 
 POLL_S = 0.05
@@ -116,7 +116,7 @@ class DisaggregatedRuntime(Runtime):
         self._finalizer = weakref.finalize(self, _shutdown, self.procs, listener, workdir)
         self._listener = listener
         self._speaking: deque[torch.Tensor] = deque()  # of chunks submitted, not yet received
-        self._detail: ReferenceDetail | None = None  # the session's scene's
+        self._canvas: Canvas | None = None  # the session's scene's
         self._in_session = False
         self.conns: list[Connection] = []
         try:
@@ -135,7 +135,7 @@ class DisaggregatedRuntime(Runtime):
         scene.validate(self.spec.preset.dit, self.stream)
         self.end_session()
         self._command(("start", scene, seed))
-        self._detail = scene.detail  # added here: the decoder rank does not see the scene
+        self._canvas = scene.canvas  # applied here: the decoder rank does not see the scene
         self._in_session = True
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
@@ -157,7 +157,7 @@ class DisaggregatedRuntime(Runtime):
                 if kind != "frames":
                     self._fail(self.settings.decoder_rank, f"sent {kind!r}, not frames")
                 chunk = replace(payload[0], speaking=self._speaking.popleft())
-                return chunk if self._detail is None else self._detail.restore(chunk)
+                return chunk if self._canvas is None else self._canvas.present(chunk)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"no frames within {timeout} s")
 

@@ -1,5 +1,6 @@
 """Motion driven by speech: the jaw and lips open with the speech envelope, the lips round with
-its spectral shape; blinks and a slight head sway run all the time, so a listener moves too."""
+its spectral shape, and the mouth's inside shows between them (mouth.py); blinks and a slight
+head sway run all the time, so a listener moves too."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avatar_engine.training.data.mouth import MouthLook, draw_inside, lip_gap
 from avatar_engine.training.data.portraits import Portrait
 
-JAW_DROP = 0.08  # at full opening the jaw drops 1.6 × this of the face's height (13%)
-MOUTH_COLOR = (0.22, 0.04, 0.07)
+JAW_DROP = 0.08  # at full opening the lips part by 1.6 × this of the face's height (13%)
+LIP_BAND = 0.06  # of the face's height above the lip line, the upper lip that lifts
+ROUNDING_SQUEEZE = 0.45  # a fully rounded mouth is drawn from this much wider around it
 SWAY_PX = 0.35  # amplitude of the head sway, pixels
 ENVELOPE_RANGE_DB = 15.0  # opening goes 0 -> 1 over this many dB below the utterance's peak: a
 # narrow range closes the mouth between syllables, as speech does (30 dB held it half open)
@@ -26,6 +29,7 @@ class MotionTrack:
     rounding: np.ndarray  # [T] 0 = wide lips, 1 = rounded (narrow)
     blink: np.ndarray  # [T] eyelid closure in [0, 1]
     sway: np.ndarray  # [T, 2] head offset (x, y) in pixels
+    look: MouthLook  # what the open mouth shows
 
     @property
     def frames(self) -> int:
@@ -72,13 +76,19 @@ def speech_track(
     centroid = (spectrum * freqs).sum(1) / (spectrum.sum(1) + 1e-9)
     rounding = np.clip(1.0 - (centroid - 500.0) / 2500.0, 0, 1) * (opening > 0.05)
     blink, sway = _ambient(frames, fps, rng)
-    return MotionTrack(_smooth(opening, 0.8, 0.5), _smooth(rounding, 0.5, 0.5), blink, sway)
+    return MotionTrack(
+        _smooth(opening, 0.8, 0.5),
+        _smooth(rounding, 0.5, 0.5),
+        blink,
+        sway,
+        MouthLook.random(rng),
+    )
 
 
 def listening_track(frames: int, fps: int, rng: np.random.Generator) -> MotionTrack:
     """A listener: mouth closed, blinking and swaying."""
     blink, sway = _ambient(frames, fps, rng)
-    return MotionTrack(np.zeros(frames), np.zeros(frames), blink, sway)
+    return MotionTrack(np.zeros(frames), np.zeros(frames), blink, sway, MouthLook.random(rng))
 
 
 def mouth_region(mouth: tuple[float, float, float], size: int) -> tuple[slice, slice]:
@@ -109,8 +119,8 @@ def _window(y, x, box, feather: float) -> torch.Tensor:
     return wx * wy
 
 
-def _full_drop(who: Portrait) -> float:
-    """How far the jaw drops at full opening, as a fraction of the frame."""
+def _full_gap(who: Portrait) -> float:
+    """How far the lips part at full opening, as a fraction of the frame."""
     x0, y0, x1, y1 = who.face_box
     return JAW_DROP * (y1 - y0) * 1.6
 
@@ -139,10 +149,21 @@ def animate(
         head = _window(y, x, (x0 - 0.05, y0 - 0.1, x1 + 0.05, y1 + 0.05), 0.08)  # [H, W]
         mx, my, mw = who.mouth
         chin = y1 + 0.04
+        across = ((mw * 2.2 - (x - mx).abs()) / (mw * 1.2)).clamp(0, 1)  # [H, W]
         below = ((y - my) / 0.02).clamp(0, 1) * ((chin + 0.08 - y) / 0.08).clamp(0, 1)
-        jaw = below * ((mw * 2.2 - (x - mx).abs()) / (mw * 1.2)).clamp(0, 1)  # [H, W]
-        opening = torch.tensor(track.opening, dtype=torch.float32)[:, None, None]  # [T, 1, 1]
-        shift[..., 1] -= opening * _full_drop(who) * jaw
+        band = LIP_BAND * (y1 - y0)
+        above = (1 - (my - y) / band).clamp(0, 1) * (y < my)  # the upper lip, fading upwards
+        lift, drop = (
+            torch.tensor(v, dtype=torch.float32)[:, None, None]
+            for v in np.array([lip_gap(o, _full_gap(who)) for o in track.opening]).T
+        )  # [T, 1, 1] each
+        shift[..., 1] += lift * above * across - drop * below * across
+        # Rounding draws the lips' corners in; the pull fades within the mouth's width, so the
+        # face's outline stays where it is.
+        lips = ((band * 1.5 - (y - my).abs()) / band).clamp(0, 1)  # [H, W]
+        pull = torch.exp(-(((x - mx) / (1.3 * mw)) ** 2)) * lips
+        rounding = torch.tensor(track.rounding, dtype=torch.float32)[:, None, None]
+        shift[..., 0] += ROUNDING_SQUEEZE * rounding * (x - mx) * pull
         for ex, ey, ew in who.eyes:
             eh = 0.75 * ew
             inside = _window(y, x, (ex - ew, ey - eh, ex + ew, ey + eh), 0.3 * ew)
@@ -156,18 +177,10 @@ def animate(
     src = image.permute(2, 0, 1)[None].expand(frames, -1, -1, -1)  # [T, 3, H, W]
     video = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
     video = video.permute(0, 2, 3, 1).contiguous()  # [T, H, W, 3]
-    color = torch.tensor(MOUTH_COLOR)
+    pixel = 1 / max(size_h, size_w)
     for who, track in zip(characters, tracks, strict=True):
-        mx, my, mw = who.mouth
         for t in range(frames):
-            o = float(track.opening[t])
-            if o < 0.02:
-                continue
-            height = o * _full_drop(who)
-            rx = mw * (1.0 - 0.35 * float(track.rounding[t]))
-            d = torch.sqrt(
-                ((y - my - height / 2) / (height / 2 + 0.004)) ** 2 + ((x - mx) / rx) ** 2
-            )
-            cover = ((1 - d) * 6).clamp(0, 1)[..., None]  # [H, W, 1]
-            video[t] = video[t] * (1 - cover) + color * cover
+            gap = lip_gap(float(track.opening[t]), _full_gap(who))
+            rounding = float(track.rounding[t])
+            draw_inside(video[t], y, x, who.mouth, gap, rounding, track.look, pixel)
     return video.clamp(0, 1)

@@ -31,7 +31,8 @@ class Rendered:
     """A program's video of one clip."""
 
     frames: torch.Tensor  # [T, H, W, 3] uint8, as the product shows them
-    raw: torch.Tensor  # [T, H, W, 3] uint8, as decoded, before the reference detail is restored
+    raw: torch.Tensor  # [T, H, W, 3] uint8: the model's frames alone, without the picture's
+    # detail restored (canvas.Canvas.present(detail=False))
     audio: np.ndarray  # [S] 16 kHz, sample 0 = the stream's frame 0
     speaking: np.ndarray  # [K, T] bool per character and kept frame
     index: np.ndarray  # [T] the stream's frame number of each kept frame
@@ -107,8 +108,8 @@ def _kept(keep: tuple[range, ...]) -> np.ndarray:
 
 class ModelProgram(Program):
     """The student streamed as the app streams it: per-chunk speech features routed to the
-    speaker, two steps per chunk, decoded; the shown frames with the reference's detail
-    restored where the preset restores it, the raw ones without."""
+    speaker, two steps per chunk, decoded and framed at the output size; the shown frames with
+    the picture's detail restored where the preset restores it, the raw ones without."""
 
     name = "model"
 
@@ -129,8 +130,11 @@ class ModelProgram(Program):
 
     def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
         session = self._session
-        raw = session.decoder.decode(session.next_chunk(routed, speaking))
-        shown = raw if session.detail is None else session.detail.restore(raw)
+        decoded = session.decoder.decode(session.next_chunk(routed, speaking))
+        canvas = session.canvas
+        if canvas is None:
+            return decoded.frames[0], decoded.frames[0]
+        shown, raw = canvas.present(decoded), canvas.present(decoded, detail=False)
         return shown.frames[0], raw.frames[0]
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from avatar_engine.canvas import Canvas, Window
 from avatar_engine.config import AudioConfig, Preset, VAEConfig
 from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
 from avatar_engine.runtime.local import LocalRuntime
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.vae.detail import ReferenceDetail
 from tests.conftest import MICRO_STREAM, make_scene, micro_dit, random_features
 
 CHUNKS = 4  # sink, first, two steady: the caches roll over
@@ -102,8 +102,10 @@ def test_local_runtime_frames_and_timestamps(local_chunks):
 def with_detail(local_chunks) -> SceneConditioning:
     """SCENE with reference detail that its streams' frames partly still show."""
     decoded = local_chunks[1].frames[:, 0].float()
-    residual = torch.randn(decoded.shape, generator=torch.Generator().manual_seed(1)) * 30
-    return replace(SCENE, detail=ReferenceDetail(decoded=decoded, residual=residual))
+    noise = torch.randn(decoded.shape, generator=torch.Generator().manual_seed(1)) * 30
+    picture = (decoded + noise).round().clamp(0, 255).to(torch.uint8)
+    window = Window(0, 0, *decoded.shape[1:3])
+    return replace(SCENE, canvas=Canvas.of(picture, window, decoded))
 
 
 def test_both_runtimes_restore_the_reference_detail(local_chunks):
@@ -112,7 +114,7 @@ def test_both_runtimes_restore_the_reference_detail(local_chunks):
     with DisaggregatedRuntime(SPEC, dit_threads=1, decoder_threads=1) as runtime:
         disaggregated = stream(runtime, scene=scene)
     for plain, *restored in zip(local_chunks, local, disaggregated, strict=True):
-        want = scene.detail.restore(plain).frames
+        want = scene.canvas.present(plain).frames
         assert not torch.equal(want, plain.frames)
         assert all(torch.equal(got.frames, want) for got in restored)
 

@@ -1,0 +1,181 @@
+"""The canvas: the picture people see. A window of it around the faces is what the DiT
+animates, and the model's frames are pasted back into it at full resolution.
+
+Every real-time talking head that runs on a CPU works this way (Wav2Lip, MuseTalk, LiteAvatar,
+LivePortrait): the model draws a small frame around the face, and the rest of what people see
+stays their own picture. Here, in each window pixel:
+- where a frame still shows the picture, the picture comes back at the output's resolution:
+  the detail that the small VAE and the model's size lose is measured once per stream, as the
+  picture minus its still decode, and added back (the weight falls with the frame's change);
+- where the frame has changed (an open mouth, a blink), the model's frame, upsampled;
+- the window's edges inside the picture fade into it, so no seam shows when the frame moves.
+
+With the output at the model's size the window is the whole frame and nothing is resampled:
+only the detail is restored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from avatar_engine.vae.stream import VideoChunk
+from avatar_engine.vae.video import UINT8_MAX
+
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1), fractions of a frame
+
+# A face box's width and height as fractions of the window: how the training portraits frame
+# a face (drawn and LFW faces are 50-72% of the frame wide, 55-80% high), so the model sees
+# faces at the scale it learned them.
+FACE_WIDTH_SHARE = 0.6
+FACE_HEIGHT_SHARE = 0.66
+FEATHER_SHARE = 0.08  # the window's edges fade into the picture over this share of its side
+CHANGE_WINDOW = 7  # model pixels over which a frame's change is averaged (about a latent cell)
+CHANGE_TOLERANCE = 32.0  # mean change (of 255) at which e^-1 of the detail is kept
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of the output frame, in pixels, with the model's aspect ratio."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def of(self, frames: torch.Tensor) -> torch.Tensor:
+        """The window's pixels of [..., H, W, C] frames (a view)."""
+        return frames[..., self.top : self.top + self.height, self.left : self.left + self.width, :]
+
+    def box_in(self, box: Box, size: tuple[int, int]) -> Box:
+        """A box given as fractions of a frame of `size` (H, W), as fractions of the window
+        (clipped to it)."""
+        h, w = size
+        x0, y0, x1, y1 = box
+        xs = [min(max((x * w - self.left) / self.width, 0.0), 1.0) for x in (x0, x1)]
+        ys = [min(max((y * h - self.top) / self.height, 0.0), 1.0) for y in (y0, y1)]
+        return (xs[0], ys[0], xs[1], ys[1])
+
+
+def face_window(size: tuple[int, int], model: tuple[int, int], boxes: Sequence[Box]) -> Window:
+    """The window the model animates: around all the faces, framed as the training portraits
+    frame one, inside the frame; the whole frame when the output is the model's size.
+
+    Args:
+        size: the output frame's (H, W).
+        model: the model frame's (h, w); the window has its aspect ratio.
+        boxes: the characters' face boxes, fractions of the output frame.
+    """
+    out_h, out_w = size
+    h, w = model
+    if (out_h, out_w) == (h, w) or not boxes:
+        return Window(0, 0, out_h, out_w)
+    aspect = w / h
+    x0, y0 = min(b[0] for b in boxes) * out_w, min(b[1] for b in boxes) * out_h
+    x1, y1 = max(b[2] for b in boxes) * out_w, max(b[3] for b in boxes) * out_h
+    height = max((y1 - y0) / FACE_HEIGHT_SHARE, (x1 - x0) / FACE_WIDTH_SHARE / aspect, h)
+    height = min(height, out_h, out_w / aspect)
+    win_h, win_w = min(round(height), out_h), min(round(height * aspect), out_w)
+    top = min(max(round((y0 + y1 - win_h) / 2), 0), out_h - win_h)
+    left = min(max(round((x0 + x1 - win_w) / 2), 0), out_w - win_w)
+    return Window(top, left, win_h, win_w)
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[..., H, W, C] float frames resized (bilinear) to size (H', W'); as is when equal."""
+    if tuple(frames.shape[-3:-1]) == tuple(size):
+        return frames
+    lead = frames.shape[:-3]
+    x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2)  # [N, C, H, W]
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # [N, C, H', W']
+    return x.permute(0, 2, 3, 1).reshape(*lead, *size, frames.shape[-1])
+
+
+def feather(window: Window, size: tuple[int, int]) -> torch.Tensor:
+    """[h, w] blend weight of the window: 1 inside, falling smoothly to 0 at each edge that
+    lies inside the frame of `size` (an edge on the frame's border has nothing to fade into)."""
+    ramp = max(round(FEATHER_SHARE * min(window.height, window.width)), 1)
+
+    def along(n: int, start_inside: bool, end_inside: bool) -> torch.Tensor:
+        pos = torch.arange(n, dtype=torch.float32) + 0.5
+        weight = torch.ones(n)
+        if start_inside:
+            weight = torch.minimum(weight, pos / ramp)
+        if end_inside:
+            weight = torch.minimum(weight, (n - pos) / ramp)
+        return weight * weight * (3 - 2 * weight)  # smoothstep
+
+    rows = along(window.height, window.top > 0, window.top + window.height < size[0])
+    cols = along(window.width, window.left > 0, window.left + window.width < size[1])
+    return rows[:, None] * cols[None, :]
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """One stream's output picture, its window, and the detail the model's frames lose."""
+
+    picture: torch.Tensor  # [B, H, W, 3] uint8: the output frame's picture
+    window: Window  # what the model animates, in the output frame's pixels
+    feather: torch.Tensor  # [h', w'] window blend weight (h', w' = the window's size)
+    still: torch.Tensor | None  # [B, h, w, 3] float 0..255: the picture held still through
+    # the VAE, at the model's size; None: no detail restored
+    residual: torch.Tensor | None  # [B, h', w', 3] float: the window's picture minus `still`
+    # resized to it
+
+    @classmethod
+    def of(cls, picture: torch.Tensor, window: Window, still: torch.Tensor | None) -> Canvas:
+        """Args:
+        picture: [B, H, W, 3] uint8 at the output size.
+        still: [B, h, w, 3] float, the picture's window held still and decoded; None: no
+            detail restored.
+        """
+        size = (window.height, window.width)
+        residual = None
+        if still is not None:
+            residual = window.of(picture).float() - resize_frames(still, size)
+        return cls(picture, window, feather(window, tuple(picture.shape[1:3])), still, residual)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The output frame's (H, W)."""
+        return tuple(self.picture.shape[1:3])
+
+    def detail_weight(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, T, h, w, 1]: how much of the picture's detail each model pixel keeps, from 1
+        where the frame shows the still picture to 0 where it has changed."""
+        change = (frames - self.still[:, None]).abs().mean(dim=-1)  # [B, T, h, w]
+        change = F.avg_pool2d(
+            change.flatten(0, 1)[:, None],
+            CHANGE_WINDOW,
+            stride=1,
+            padding=CHANGE_WINDOW // 2,
+            count_include_pad=False,
+        ).view_as(change)
+        return torch.exp(-((change / CHANGE_TOLERANCE) ** 2))[..., None]
+
+    def present(self, chunk: VideoChunk, *, detail: bool = True) -> VideoChunk:
+        """The chunk as people see it: [B, T, H, W, 3] uint8 output frames.
+
+        Args:
+            chunk: frames [B, T, h, w, 3] uint8 as decoded, at the model's size.
+            detail: restore the picture's detail (False: the model's frames alone, upsampled,
+                as the evaluation's raw view).
+        """
+        pixels = chunk.frames.float()  # [B, T, h, w, 3]
+        win = self.window
+        shown = resize_frames(pixels, (win.height, win.width))  # [B, T, h', w', 3]
+        if detail and self.residual is not None:
+            keep = resize_frames(self.detail_weight(pixels), (win.height, win.width))
+            shown = shown + keep * self.residual[:, None]
+        frames = self.picture[:, None].repeat(1, pixels.shape[1], 1, 1, 1)  # [B, T, H, W, 3]
+        region = win.of(frames)
+        if not bool((self.feather < 1).any()):
+            region.copy_(shown.round_().clamp_(0, UINT8_MAX))
+        else:
+            weight = self.feather[:, :, None]  # [h', w', 1]
+            base = region.float()
+            region.copy_((base + weight * (shown - base)).round_().clamp_(0, UINT8_MAX))
+        return replace(chunk, frames=frames)
