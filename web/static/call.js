@@ -241,7 +241,8 @@
     const query = new URLSearchParams(who).toString();
     const [cast, config] = await Promise.all([fetch(`/api/cast?${query}`), fetch("/api/config")]);
     if (!cast.ok) {
-      setState("error", cast.status === 404 ? "Unknown character" : "Call failed");
+      const unknown = who.scene ? "Unknown scene" : "Unknown character";
+      setState("error", cast.status === 404 ? unknown : "Call failed");
       showError(await detail(cast));
       return;
     }
