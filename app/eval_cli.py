@@ -36,6 +36,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     everything, summaries = {}, {}
+    path = Path(args.json) if args.json else out / "report.json"
     for program in programs:
         figures, evidence = evaluation.run(program, drift_minutes=args.minutes)
         everything[program.name] = asdict(figures)
@@ -45,17 +46,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 write_mp4(out / f"{name}.mp4", video.frames, preset.stream.fps, video.audio,
                           geometry.sample_rate)  # fmt: skip
                 save_frames(out / f"{name}.png", video.frames, count=8)
-    report = {
-        "model": str(args.model),
-        "pool": args.pool,
-        "portraits": [s.name for s in evaluation.pool.portraits],
-        "voices": evaluation.labels,
-        "drift_minutes": args.minutes,
-        "summary": summaries,
-        "figures": everything,
-    }
-    path = Path(args.json) if args.json else out / "report.json"
-    path.write_text(json.dumps(report, indent=1, default=float))
+        report = {
+            "model": str(args.model),
+            "pool": args.pool,
+            "portraits": [s.name for s in evaluation.pool.portraits],
+            "voices": evaluation.labels,
+            "drift_minutes": args.minutes,
+            "summary": summaries,
+            "figures": everything,
+        }  # written after each program: an hour's figures survive a later failure
+        path.write_text(json.dumps(report, indent=1, default=float))
     print(table(summaries))
     missed = failed(summaries["model"])
     print(f"model misses: {', '.join(missed) if missed else 'nothing'}")

@@ -8,7 +8,10 @@ stays their own picture. Here, in each window pixel:
   the detail that the small VAE and the model's size lose is measured once per stream, as the
   picture minus its still decode, and added back (the weight falls with the frame's change);
 - where the frame has changed (an open mouth, a blink), the model's frame, upsampled;
-- the window's edges inside the picture fade into it, so no seam shows when the frame moves.
+- only the faces are the model's: around each face (the jaw's drop included) the model's
+  frame fades into the picture over a soft edge, as MuseTalk and Wav2Lip paste back only the
+  face, so hair, clothes and background stay the person's own picture whatever the model does
+  there; and the window's edges inside the picture fade into it too.
 
 With the output at the model's size the window is the whole frame and nothing is resampled:
 only the detail is restored.
@@ -33,6 +36,13 @@ Box = tuple[float, float, float, float]  # (x0, y0, x1, y1), fractions of a fram
 FACE_WIDTH_SHARE = 0.6
 FACE_HEIGHT_SHARE = 0.66
 FEATHER_SHARE = 0.08  # the window's edges fade into the picture over this share of its side
+# Around a face box (x0, y0, x1, y1), the model's region: an ellipse this much wider and taller
+# than the box, its centre this share of the box's height lower (the jaw drops while speaking),
+# its edge fading over FACE_EDGE of its radius.
+FACE_REGION_WIDTH = 1.3
+FACE_REGION_HEIGHT = 1.4
+FACE_REGION_DROP = 0.1
+FACE_EDGE = 0.2
 CHANGE_WINDOW = 7  # model pixels over which a frame's change is averaged (about a latent cell)
 CHANGE_TOLERANCE = 32.0  # mean change (of 255) at which e^-1 of the detail is kept
 
@@ -113,30 +123,63 @@ def feather(window: Window, size: tuple[int, int]) -> torch.Tensor:
     return rows[:, None] * cols[None, :]
 
 
+def face_region(window: Window, size: tuple[int, int], boxes: Sequence[Box]) -> torch.Tensor:
+    """[h, w] weight of the model's frame in the window: 1 over the faces (each box grown to
+    an ellipse that takes the jaw's drop in), 0 away from them, smooth between.
+
+    Args:
+        size: the output frame's (H, W); boxes are fractions of it.
+    """
+    rows = torch.arange(window.height, dtype=torch.float32) + 0.5 + window.top
+    cols = torch.arange(window.width, dtype=torch.float32) + 0.5 + window.left
+    y, x = rows[:, None] / size[0], cols[None, :] / size[1]  # output fractions
+    weight = torch.zeros(window.height, window.width)
+    for x0, y0, x1, y1 in boxes:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + FACE_REGION_DROP * (y1 - y0)
+        rx, ry = FACE_REGION_WIDTH * (x1 - x0) / 2, FACE_REGION_HEIGHT * (y1 - y0) / 2
+        d = torch.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2)  # 1 on the ellipse
+        inside = ((1 - d) / FACE_EDGE).clamp(0, 1)
+        weight = torch.maximum(weight, inside * inside * (3 - 2 * inside))  # smoothstep
+    return weight
+
+
 @dataclass(frozen=True)
 class Canvas:
     """One stream's output picture, its window, and the detail the model's frames lose."""
 
     picture: torch.Tensor  # [B, H, W, 3] uint8: the output frame's picture
     window: Window  # what the model animates, in the output frame's pixels
-    feather: torch.Tensor  # [h', w'] window blend weight (h', w' = the window's size)
+    blend: torch.Tensor  # [h', w'] weight of the model's frame against the picture over the
+    # window (h', w' = its size): the faces' regions, faded at the window's inner edges
     still: torch.Tensor | None  # [B, h, w, 3] float 0..255: the picture held still through
     # the VAE, at the model's size; None: no detail restored
     residual: torch.Tensor | None  # [B, h', w', 3] float: the window's picture minus `still`
     # resized to it
 
     @classmethod
-    def of(cls, picture: torch.Tensor, window: Window, still: torch.Tensor | None) -> Canvas:
+    def of(
+        cls,
+        picture: torch.Tensor,
+        window: Window,
+        still: torch.Tensor | None,
+        faces: Sequence[Box] | None = None,
+    ) -> Canvas:
         """Args:
         picture: [B, H, W, 3] uint8 at the output size.
         still: [B, h, w, 3] float, the picture's window held still and decoded; None: no
             detail restored.
+        faces: the characters' face boxes (fractions of the picture), the model's regions;
+            None: the whole window is the model's.
         """
         size = (window.height, window.width)
         residual = None
         if still is not None:
             residual = window.of(picture).float() - resize_frames(still, size)
-        return cls(picture, window, feather(window, tuple(picture.shape[1:3])), still, residual)
+        out = tuple(picture.shape[1:3])
+        blend = feather(window, out)
+        if faces is not None:
+            blend = blend * face_region(window, out, faces)
+        return cls(picture, window, blend, still, residual)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -172,10 +215,10 @@ class Canvas:
             shown = shown + keep * self.residual[:, None]
         frames = self.picture[:, None].repeat(1, pixels.shape[1], 1, 1, 1)  # [B, T, H, W, 3]
         region = win.of(frames)
-        if not bool((self.feather < 1).any()):
+        if not bool((self.blend < 1).any()):
             region.copy_(shown.round_().clamp_(0, UINT8_MAX))
         else:
-            weight = self.feather[:, :, None]  # [h', w', 1]
+            weight = self.blend[:, :, None]  # [h', w', 1]
             base = region.float()
             region.copy_((base + weight * (shown - base)).round_().clamp_(0, UINT8_MAX))
         return replace(chunk, frames=frames)

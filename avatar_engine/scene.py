@@ -173,7 +173,7 @@ def scene_from_image(
     canvas = None
     if stream.restore_detail or size != (stream.height, stream.width):
         decoded = decode_still(vae, still) if stream.restore_detail else None
-        canvas = Canvas.of(image[None].cpu(), window, decoded)
+        canvas = Canvas.of(image[None].cpu(), window, decoded, face_boxes)
     masks = torch.stack([face_mask_from_box(stream, box) for box in boxes])
     return SceneConditioning(
         reference_latent=reference,

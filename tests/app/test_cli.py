@@ -174,7 +174,7 @@ def test_eval_prints_the_table_and_writes_every_figure(monkeypatch, tmp_path, ca
     class Evaluation:
         def __init__(self, pool, size, fps, samples_per_frame):
             self.pool, self.labels = pool, ["flite:kal16"]
-            assert (size, fps, samples_per_frame) == (128, 25, 640)
+            assert (size, fps, samples_per_frame) == (512, 25, 640)  # the output size
 
         def run(self, program, *, drift_minutes):
             good = program.name == "model"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import subprocess
 import threading
 
 import av
@@ -19,6 +20,7 @@ from skimage import data
 from app.characters import CharacterLibrary
 from app.render import RenderStopped, Turn, render, speak
 from app.render_cli import add_parsers, cmd_render
+from avatar_engine.config import Preset
 
 
 def tone(seconds: float, rate: int, hz: float = 220.0) -> np.ndarray:
@@ -268,3 +270,26 @@ def test_render_stops_when_asked_and_cuts_at_max_seconds(micro_engine):
         render(spy, picture, box, speech, stop=stop)
     assert len(submitted) == 1  # of 3 chunks
     assert not micro_engine.stream_lock.locked()
+
+
+def test_the_shipped_model_renders_a_photo_at_its_output_size(tmp_path):
+    """`avatar render` with the embedded model, as a user runs it: the video is the shipped
+    output size, the picture outside the face's window never changes, and the lower face
+    moves while the character speaks."""
+    line = tmp_path / "line.wav"
+    subprocess.run(["espeak-ng", "-w", str(line), "Hello, how are you today?"], check=True)
+    picture = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()).save(picture)
+    out = tmp_path / "photo.mp4"
+    args = parse("--image", str(picture), "--audio", str(line), "-o", str(out))
+    args.data = tmp_path / "no-library"
+    assert cmd_render(args) == 0
+    with av.open(str(out)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    stream = Preset.from_name("tiny").stream
+    assert frames.shape[1:] == (stream.output_height, stream.output_width, 3) == (512, 512, 3)
+    moving = frames.astype(np.float32).std(axis=0).mean(axis=-1)  # [H, W] over the render
+    corner = moving[:48, :48].mean()  # background, outside any window around the face
+    lower_face = moving[300:420, 190:330].mean()  # mouth and chin of the framed face
+    assert corner < 1.0  # h264's noise only
+    assert lower_face > 5 * max(corner, 0.5)

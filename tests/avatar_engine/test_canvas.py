@@ -145,3 +145,18 @@ def test_the_tiny_scene_conditions_later_frames_on_the_picture_held_still(vae, p
     image_error = rms(scene.reference_latent - settled)
     assert image_error > 0.3 * rms(settled)
     assert rms(still - settled) < 0.1 * image_error
+
+
+def test_only_the_faces_are_the_models(framed):
+    """Whatever the model draws away from the faces, people see their own picture there."""
+    whole, _ = framed
+    canvas = Canvas.of(whole.picture, whole.window, whole.still, [FACE])
+    dark = torch.zeros(1, 1, *MODEL, 3, dtype=torch.uint8)  # a frame unlike the picture
+    shown = canvas.present(chunk_of(dark)).frames[0, 0]  # [H, W, 3]
+    x0, y0, x1, y1 = FACE
+    cy, cx = round((y0 + y1) / 2 * OUT[0]), round((x0 + x1) / 2 * OUT[1])
+    assert shown[cy, cx].float().mean() < 10  # on the face: the model's frame
+    win = canvas.window
+    corner = shown[win.top : win.top + 8, win.left : win.left + 8]
+    assert torch.equal(corner, whole.picture[0, win.top : win.top + 8, win.left : win.left + 8])
+    assert 0 < canvas.blend.mean() < whole.blend.mean()

@@ -237,7 +237,9 @@ class Evaluation:
             figures.drift[f"{name}_block_sharpness"] = metrics.mean(seen.detail[talking])
         for what in ("identity", "sharpness"):
             start, end = (figures.drift[f"{m}_block_{what}"] for m in ("early", "late"))
-            figures.drift[f"{what}_change"] = end / start - 1
+            # A picture shown as it is keeps identity distance 0 from start to end: no change.
+            change = 0.0 if end == start else metrics.ratio(end, start) - 1
+            figures.drift[f"{what}_change"] = change
         figures.drift["minutes"] = repeats * period * chunk_s / 60
 
     def run(

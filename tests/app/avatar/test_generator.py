@@ -68,7 +68,7 @@ def test_av_pairing_over_a_20_second_session(engine):
     for f in frames:
         assert (f.audio.sample_rate, f.audio.num_channels) == (RATE, 1)
         assert f.audio.samples_per_channel == PER_FRAME
-        assert f.video.width == f.video.height == engine.preset.stream.width
+        assert f.video.width == f.video.height == engine.preset.stream.output_width
         assert f.video.type == rtc.VideoBufferType.RGBA
         assert f.in_segment or not pcm(f.audio).any()  # silence between segments
     runs = segment_runs(frames)

@@ -31,7 +31,7 @@ SMALL = Pool(
 
 @pytest.fixture(scope="module")
 def evaluation() -> Evaluation:
-    return Evaluation(SMALL, TINY.stream.height, TINY.stream.fps, GEOMETRY.samples_per_frame)
+    return Evaluation(SMALL, TINY.stream.output_height, TINY.stream.fps, GEOMETRY.samples_per_frame)
 
 
 @pytest.fixture(scope="module")
