@@ -49,7 +49,7 @@ CHANGE_TOLERANCE = 32.0  # mean change (of 255) at which e^-1 of the detail is k
 
 @dataclass(frozen=True)
 class Window:
-    """A rectangle of the output frame, in pixels, with the model's aspect ratio."""
+    """A rectangle of the output frame, in pixels."""
 
     top: int
     left: int
@@ -165,11 +165,11 @@ class Canvas:
         still: [B, h, w, 3] float, the picture's window held still and decoded; None: no
             detail restored.
         faces: the characters' face boxes (fractions of the picture), the model's regions;
-            None: the whole window is the model's.
+            None or none: the whole window is the model's.
         """
         out = tuple(picture.shape[1:3])
         blend = feather(window, out)
-        if faces is not None:
+        if faces:
             blend = blend * face_region(window, out, faces)
         rows, cols = (torch.nonzero(blend.amax(dim=d)).flatten() for d in (1, 0))
         top, left = int(rows[0]), int(cols[0])
