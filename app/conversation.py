@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
 from livekit.agents import AgentSession
@@ -21,6 +22,7 @@ from app.avatar import AvatarEngine, AvatarVideoGenerator, build_engine
 from app.avatar.playout import AvatarPlayout, FrameSink
 from app.casting import Casting, CastRequest
 from app.characters import CharacterLibrary
+from app.transcript import LineSink, Transcript
 from avatar_engine import EmbeddedModel
 from llm_bridge.cast import Cast, build_cast
 
@@ -31,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 AGENT_AUDIO_RATE = 24000  # what OpenAI Realtime and the avatar's published audio use
 CLOSE_TRANSCRIPT_S = 0.2  # how long a closing session waits for the last user transcript
+# In a room, the agent's participant attribute naming the character who has the floor (the
+# call page shows it while livekit-agents' lk.agent.state says "speaking").
+SPEAKER_ATTRIBUTE = "avatar.speaker"
 
 
 class Conversation:
@@ -47,10 +52,24 @@ class Conversation:
     ) -> None:
         self.session, self.cast, self.generator, self.audio = session, cast, generator, audio
         self.runner: AvatarRunner | AvatarPlayout | None = None  # drains `audio`
+        self.transcript: Transcript | None = None  # our transports' (a room has its own)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run `coro` in the background until it ends or the conversation closes."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
         """The session first (it stops speaking), then the avatar, then the voices."""
         await self.session.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transcript is not None:
+            await self.transcript.aclose()
         if self.runner is not None:
             await self.runner.aclose()
         await self.generator.aclose()
@@ -75,18 +94,24 @@ async def prepare_conversation(
     casting: Casting,
     api_key: str | None = None,
     base_url: str | None = None,
+    on_speaker: Callable[[int], None] | None = None,
 ) -> Conversation:
     """The session, cast and avatar of one conversation, not yet started.
 
     Args:
+        on_speaker: told the index of each character that takes the floor (the engine is).
         api_key, base_url: OpenAI Realtime's (default: OPENAI_API_KEY, OPENAI_BASE_URL);
             without a key the offline voice speaks.
     """
     scene = await asyncio.to_thread(engine.scene, casting.picture, casting.face_boxes)
     generator = AvatarVideoGenerator(engine=engine, scene=scene, sample_rate=AGENT_AUDIO_RATE)
-    cast = build_cast(
-        casting.personas, on_active=generator.set_speaker, api_key=api_key, base_url=base_url
-    )
+
+    def on_active(index: int) -> None:
+        generator.set_speaker(index)
+        if on_speaker is not None:
+            on_speaker(index)
+
+    cast = build_cast(casting.personas, on_active=on_active, api_key=api_key, base_url=base_url)
     # A closing session waits for the user's last transcript (2 s by default); after a hang-up
     # nothing reads it, and the call's slot stays taken meanwhile.
     session = cast.create_session(session_close_transcript_timeout=CLOSE_TRANSCRIPT_S)
@@ -103,9 +128,16 @@ async def start_conversation(
     library: CharacterLibrary | None = None,
 ) -> Conversation:
     """In a connected room: cast the request, publish the avatar (avatar_audio, avatar_video)
-    through AvatarRunner, then start the session on the room's audio."""
+    through AvatarRunner, then start the session on the room's audio. The character who has
+    the floor is named in the agent's SPEAKER_ATTRIBUTE; the session's RoomIO publishes the
+    transcript (lk.transcription text streams, the character's paced with its audio)."""
     casting = Casting.of(request, library or CharacterLibrary())
-    conversation = await prepare_conversation(engine=engine, casting=casting)
+    names = [p.name for p in casting.personas]
+
+    def announce(index: int) -> None:
+        conversation.spawn(name_speaker(room, names[index]), name="name-speaker")
+
+    conversation = await prepare_conversation(engine=engine, casting=casting, on_speaker=announce)
     stream = engine.preset.stream
     options = AvatarOptions(
         video_width=stream.output_width,
@@ -123,17 +155,42 @@ async def start_conversation(
     except BaseException:
         await conversation.aclose()
         raise
-    names = [p.name for p in casting.personas]
     logger.info("conversation started", extra={"room": room.name, "characters": names})
     return conversation
 
 
+async def name_speaker(room: rtc.Room, name: str) -> None:
+    """Set the agent's SPEAKER_ATTRIBUTE (a room not yet connected has no participant)."""
+    if room.isconnected():
+        await room.local_participant.set_attributes({SPEAKER_ATTRIBUTE: name})
+
+
 async def start_local(
-    conversation: Conversation, *, user_audio: AudioInput, sink: FrameSink
+    conversation: Conversation,
+    *,
+    user_audio: AudioInput,
+    sink: FrameSink,
+    transcript: LineSink | None = None,
+    names: tuple[str, ...] = (),
 ) -> Conversation:
     """Without a room (our own transports, tests): the user's audio in, the avatar's frames
-    to `sink` at real time through AvatarPlayout, started before the session."""
-    conversation.session.input.audio = user_audio
+    to `sink` at real time through AvatarPlayout, started before the session.
+
+    Args:
+        transcript: gets the call's transcript lines (app/transcript.py), the character's
+            words paced with its audio.
+        names: the characters' names by speaker index, for the transcript.
+    """
+    session = conversation.session
+    session.input.audio = user_audio
+    if transcript is not None:
+        generator = conversation.generator
+        conversation.transcript = Transcript(
+            session=session, speaker=lambda: names[generator.speaker], on_line=transcript
+        )
+        session.output.audio, session.output.transcription = conversation.transcript.outputs(
+            conversation.audio
+        )
     conversation.runner = AvatarPlayout(
         audio_recv=conversation.audio, video_gen=conversation.generator, sink=sink
     )

@@ -103,7 +103,8 @@ def bench_inputs(preset: Preset, seed: int = 0) -> tuple[SceneConditioning, torc
     if stream.restore_detail or size != model:
         picture = torch.randint(0, 256, (1, *size, 3), generator=gen, dtype=torch.uint8)
         still = torch.rand(1, *model, 3, generator=gen) * 255 if stream.restore_detail else None
-        canvas = Canvas.of(picture, face_window(size, model, [FACE_BOX]), still, [FACE_BOX])
+        window = face_window(size, model, [FACE_BOX])
+        canvas = Canvas.of(picture, window, model, still, [FACE_BOX])
     scene = SceneConditioning(
         reference_latent=torch.randn(
             1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen

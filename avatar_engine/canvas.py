@@ -49,7 +49,7 @@ CHANGE_TOLERANCE = 32.0  # mean change (of 255) at which e^-1 of the detail is k
 
 @dataclass(frozen=True)
 class Window:
-    """A rectangle of the output frame, in pixels, with the model's aspect ratio."""
+    """A rectangle of the output frame, in pixels."""
 
     top: int
     left: int
@@ -94,16 +94,6 @@ def face_window(size: tuple[int, int], model: tuple[int, int], boxes: Sequence[B
     return Window(top, left, win_h, win_w)
 
 
-def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[..., H, W, C] float frames resized (bilinear) to size (H', W'); as is when equal."""
-    if tuple(frames.shape[-3:-1]) == tuple(size):
-        return frames
-    lead = frames.shape[:-3]
-    x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2)  # [N, C, H, W]
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # [N, C, H', W']
-    return x.permute(0, 2, 3, 1).reshape(*lead, *size, frames.shape[-1])
-
-
 def feather(window: Window, size: tuple[int, int]) -> torch.Tensor:
     """[h, w] blend weight of the window: 1 inside, falling smoothly to 0 at each edge that
     lies inside the frame of `size` (an edge on the frame's border has nothing to fade into)."""
@@ -145,59 +135,91 @@ def face_region(window: Window, size: tuple[int, int], boxes: Sequence[Box]) -> 
 
 @dataclass(frozen=True)
 class Canvas:
-    """One stream's output picture, its window, and the detail the model's frames lose."""
+    """One stream's output picture, its window, and the detail the model's frames lose. All
+    per-chunk work is over `paste`, the part of the picture the model's frames reach."""
 
     picture: torch.Tensor  # [B, H, W, 3] uint8: the output frame's picture
     window: Window  # what the model animates, in the output frame's pixels
-    blend: torch.Tensor  # [h', w'] weight of the model's frame against the picture over the
-    # window (h', w' = its size): the faces' regions, faded at the window's inner edges
-    still: torch.Tensor | None  # [B, h, w, 3] float 0..255: the picture held still through
-    # the VAE, at the model's size; None: no detail restored
-    residual: torch.Tensor | None  # [B, h', w', 3] float: the window's picture minus `still`
-    # resized to it
+    paste: Window  # the part of the window where `blend` > 0, in the output frame's pixels
+    blend: torch.Tensor  # [ph, pw] weight of the model's frame against the picture over
+    # `paste`: the faces' regions, faded at the window's inner edges
+    grid: torch.Tensor | None  # [1, ph, pw, 2] where each `paste` pixel samples the model's
+    # frame (grid_sample's coordinates); None where the window is the model's size
+    base: torch.Tensor  # [B, 3, ph, pw] float: the picture over `paste`
+    still: torch.Tensor | None  # [B, 3, h, w] float 0..255: the window's picture held still
+    # through the VAE, at the model's size; None: no detail restored
+    residual: torch.Tensor | None  # [B, 3, ph, pw] float: `base` minus `still` resampled
 
     @classmethod
     def of(
         cls,
         picture: torch.Tensor,
         window: Window,
+        model: tuple[int, int],
         still: torch.Tensor | None,
         faces: Sequence[Box] | None = None,
     ) -> Canvas:
         """Args:
         picture: [B, H, W, 3] uint8 at the output size.
+        model: the model frame's (h, w), which spans the window.
         still: [B, h, w, 3] float, the picture's window held still and decoded; None: no
             detail restored.
         faces: the characters' face boxes (fractions of the picture), the model's regions;
-            None: the whole window is the model's.
+            None or none: the whole window is the model's.
         """
-        size = (window.height, window.width)
-        residual = None
-        if still is not None:
-            residual = window.of(picture).float() - resize_frames(still, size)
         out = tuple(picture.shape[1:3])
         blend = feather(window, out)
-        if faces is not None:
+        if faces:
             blend = blend * face_region(window, out, faces)
-        return cls(picture, window, blend, still, residual)
+        rows, cols = (torch.nonzero(blend.amax(dim=d)).flatten() for d in (1, 0))
+        top, left = int(rows[0]), int(cols[0])
+        paste = Window(
+            window.top + top, window.left + left, int(rows[-1]) - top + 1, int(cols[-1]) - left + 1
+        )
+        blend = blend[top : top + paste.height, left : left + paste.width]
+        base = paste.of(picture).permute(0, 3, 1, 2).float()  # [B, 3, ph, pw]
+        grid = None if tuple(model) == (window.height, window.width) else _grid(window, paste)
+        canvas = cls(picture, window, paste, blend, grid, base, None, None)
+        if still is None:
+            return canvas
+        still = still.permute(0, 3, 1, 2).float().contiguous()  # [B, 3, h, w]
+        residual = base - canvas.sample(still[:, None])[:, 0]
+        return replace(canvas, still=still, residual=residual)
 
     @property
     def size(self) -> tuple[int, int]:
         """The output frame's (H, W)."""
         return tuple(self.picture.shape[1:3])
 
-    def detail_weight(self, frames: torch.Tensor) -> torch.Tensor:
-        """[B, T, h, w, 1]: how much of the picture's detail each model pixel keeps, from 1
-        where the frame shows the still picture to 0 where it has changed."""
-        change = (frames - self.still[:, None]).abs().mean(dim=-1)  # [B, T, h, w]
-        change = F.avg_pool2d(
-            change.flatten(0, 1)[:, None],
-            CHANGE_WINDOW,
-            stride=1,
-            padding=CHANGE_WINDOW // 2,
-            count_include_pad=False,
-        ).view_as(change)
-        return torch.exp(-((change / CHANGE_TOLERANCE) ** 2))[..., None]
+    def sample(self, frames: torch.Tensor) -> torch.Tensor:
+        """Model-size frames [B, T, C, h, w] resampled (bilinear) over `paste`:
+        [B, T, C, ph, pw]."""
+        b, t, c, h, w = frames.shape
+        if self.grid is None:
+            top, left = self.paste.top - self.window.top, self.paste.left - self.window.left
+            return frames[..., top : top + self.paste.height, left : left + self.paste.width]
+        sampled = F.grid_sample(
+            frames.reshape(b * t, c, h, w),
+            self.grid.expand(b * t, -1, -1, -1),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )  # [B*T, C, ph, pw]
+        return sampled.view(b, t, c, self.paste.height, self.paste.width)
+
+    def detail_weight(self, change: torch.Tensor) -> torch.Tensor:
+        """[B, T, 1, h, w]: how much of the picture's detail each model pixel keeps, from 1
+        where the frame shows the still picture to 0 where it has changed.
+
+        Args:
+            change: [B, T, 3, h, w] the frames minus `still`.
+        """
+        b, t, _, h, w = change.shape
+        mean = change.abs().mean(dim=2).view(b * t, 1, h, w)  # [B*T, 1, h, w]
+        mean = F.avg_pool2d(
+            mean, CHANGE_WINDOW, stride=1, padding=CHANGE_WINDOW // 2, count_include_pad=False
+        )
+        return torch.exp(-((mean / CHANGE_TOLERANCE) ** 2)).view(b, t, 1, h, w)
 
     def present(self, chunk: VideoChunk, *, detail: bool = True) -> VideoChunk:
         """The chunk as people see it: [B, T, H, W, 3] uint8 output frames.
@@ -207,18 +229,29 @@ class Canvas:
             detail: restore the picture's detail (False: the model's frames alone, upsampled,
                 as the evaluation's raw view).
         """
-        pixels = chunk.frames.float()  # [B, T, h, w, 3]
-        win = self.window
-        shown = resize_frames(pixels, (win.height, win.width))  # [B, T, h', w', 3]
+        frames = chunk.frames.permute(0, 1, 4, 2, 3).float().contiguous()  # [B, T, 3, h, w]
         if detail and self.residual is not None:
-            keep = resize_frames(self.detail_weight(pixels), (win.height, win.width))
-            shown = shown + keep * self.residual[:, None]
-        frames = self.picture[:, None].repeat(1, pixels.shape[1], 1, 1, 1)  # [B, T, H, W, 3]
-        region = win.of(frames)
-        if not bool((self.blend < 1).any()):
-            region.copy_(shown.round_().clamp_(0, UINT8_MAX))
+            # shown = up(frame) + up(keep) * residual, and base = up(still) + residual, so
+            # shown - base = up(frame - still) - up(1 - keep) * residual: one resampling of
+            # four low-resolution channels, then two full-resolution products.
+            change = frames - self.still[:, None]
+            lost = 1 - self.detail_weight(change)
+            sampled = self.sample(torch.cat([change, lost], dim=2))  # [B, T, 4, ph, pw]
+            delta = sampled[:, :, :3] - sampled[:, :, 3:] * self.residual[:, None]
         else:
-            weight = self.blend[:, :, None]  # [h', w', 1]
-            base = region.float()
-            region.copy_((base + weight * (shown - base)).round_().clamp_(0, UINT8_MAX))
-        return replace(chunk, frames=frames)
+            delta = self.sample(frames) - self.base[:, None]  # [B, T, 3, ph, pw]
+        shown = delta.mul_(self.blend).add_(self.base[:, None]).round_().clamp_(0, UINT8_MAX)
+        out = self.picture[:, None].repeat(1, frames.shape[1], 1, 1, 1)  # [B, T, H, W, 3]
+        self.paste.of(out).copy_(shown.permute(0, 1, 3, 4, 2))
+        return replace(chunk, frames=out)
+
+
+def _grid(window: Window, paste: Window) -> torch.Tensor:
+    """[1, ph, pw, 2] grid_sample coordinates (x, y) of `paste`'s pixel centres in the model's
+    frame, which spans `window` (align_corners=False: -1 and 1 are the frame's outer edges,
+    as F.interpolate resizes)."""
+    rows = torch.arange(paste.height, dtype=torch.float32) + 0.5 + (paste.top - window.top)
+    cols = torch.arange(paste.width, dtype=torch.float32) + 0.5 + (paste.left - window.left)
+    y = (rows / window.height * 2 - 1)[:, None].expand(-1, paste.width)
+    x = (cols / window.width * 2 - 1)[None, :].expand(paste.height, -1)
+    return torch.stack([x, y], dim=-1)[None]

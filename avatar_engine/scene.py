@@ -48,7 +48,7 @@ class SceneConditioning:
         if self.canvas is not None:
             expected["canvas.picture"] = (b, stream.output_height, stream.output_width, 3)
             if self.canvas.still is not None:
-                expected["canvas.still"] = (b, stream.height, stream.width, 3)
+                expected["canvas.still"] = (b, 3, stream.height, stream.width)
         if self.image_tokens is not None:
             expected["image_tokens"] = (b, self.image_tokens.shape[1], cfg.image_dim)
         for name, shape in expected.items():
@@ -173,7 +173,8 @@ def scene_from_image(
     canvas = None
     if stream.restore_detail or size != (stream.height, stream.width):
         decoded = decode_still(vae, still) if stream.restore_detail else None
-        canvas = Canvas.of(image[None].cpu(), window, decoded, face_boxes)
+        model = (stream.height, stream.width)
+        canvas = Canvas.of(image[None].cpu(), window, model, decoded, face_boxes)
     masks = torch.stack([face_mask_from_box(stream, box) for box in boxes])
     return SceneConditioning(
         reference_latent=reference,

@@ -1,7 +1,8 @@
 """Who may use the server when it has a login (`avatar serve --auth`, needed off loopback).
 
-Everything but the console's own pages asks for the console's login: the call page, its API,
-the character list, the static files and the API docs. A browser gives it either as the
+Everything but the console's own pages asks for the console's login: the gallery, the call
+page, its API, the static files and the API docs (the gallery's `/` sends a visitor without
+the login to the console's login form). A browser gives it either as the
 console's session cookie (logged in at /console) or, asked by a 401 with `WWW-Authenticate:
 Basic`, as the user and password it prompts for. Failed logins, on the console's form or in
 that header, are counted per address; past `WebLimits.login_failures` in a minute every login
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.errors import error_response
@@ -39,10 +41,11 @@ class LoginGate:
         failures: RateLimit,
         public: tuple[str, ...],
         login_paths: tuple[str, ...],
+        login_page: str,
         console_session: ConsoleSession | None = None,
     ) -> None:
         self.app, self.failures = app, failures
-        self.public, self.login_paths = public, login_paths
+        self.public, self.login_paths, self.login_page = public, login_paths, login_page
         self._user, self._password = (part.encode() for part in login)
         self._console_session = console_session
 
@@ -53,10 +56,21 @@ class LoginGate:
         path, client = scope["path"], client_address(scope)
         if scope["type"] == "http" and scope["method"] == "POST" and path in self.login_paths:
             await self._watch_login(scope, receive, send, client)
-        elif path == "/" or under(path, self.public):
+        elif under(path, self.public):
             await self.app(scope, receive, send)
+        elif path == "/" and not self._logged_in(scope):
+            # the gallery's address leads a newcomer to the console's login form
+            await RedirectResponse(self.login_page)(scope, receive, send)
         else:
             await self._guard(scope, receive, send, client)
+
+    def _logged_in(self, scope: Scope) -> bool:
+        """Carries the login (Basic or the console's session); failures are not counted."""
+        authorization = Headers(scope=scope).get("authorization")
+        if authorization is not None:
+            return self._basic_ok(authorization)
+        cookies = HTTPConnection(scope).cookies
+        return self._console_session is not None and self._console_session(cookies) is not None
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send, client: str) -> None:
         authorization = Headers(scope=scope).get("authorization")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.routing import Mount
@@ -29,6 +28,7 @@ from app.local_call import CallLimits, LocalCalls, OfferError
 from app.local_call.offer import MAX_SDP_CHARS
 from web.access import ConsoleSession, LoginGate
 from web.errors import ApiError, install_error_handlers
+from web.gallery import cast_card, gallery_router
 from web.limits import BodyLimit, RateLimit, WebLimits, check_call_rate, client_address
 
 if TYPE_CHECKING:
@@ -89,13 +89,9 @@ def create_app(
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse(f"{CONSOLE_PATH}/" if console is not None else "/characters")
-
-    @app.get("/characters", response_class=HTMLResponse)
-    async def characters() -> str:
-        return await asyncio.to_thread(_index_page, library)
+    app.include_router(
+        gallery_router(library, console_path=CONSOLE_PATH if console is not None else None)
+    )
 
     @app.get("/call", include_in_schema=False)
     async def call_page() -> FileResponse:
@@ -111,10 +107,10 @@ def create_app(
         character: str | None = Query(None, max_length=MAX_ID_CHARS),
         scene: str | None = Query(None, max_length=MAX_ID_CHARS),
     ) -> dict[str, Any]:
-        """Who a call would be with: the page shows their names before it asks for the mic."""
+        """Who a call would be with: the page shows their names and picture before it asks
+        for the microphone, and the speaker's name in the transcript."""
         request = _cast_request(character, scene)
-        casting = await _lookup(asyncio.to_thread(calls.casting, request))
-        return {"characters": [p.name for p in casting.personas]}
+        return await _lookup(asyncio.to_thread(cast_card, library, request))
 
     @app.post("/api/call/offer")
     async def call_offer(body: CallOffer, http: Request) -> dict[str, str]:
@@ -148,6 +144,7 @@ def create_app(
             failures=RateLimit(count=web_limits.login_failures, window_s=web_limits.window_s),
             public=(CONSOLE_PATH,),
             login_paths=CONSOLE_LOGIN,
+            login_page=f"{CONSOLE_PATH}/",
             console_session=console_session,
         )
     return app
@@ -185,22 +182,3 @@ async def _lookup(awaitable: Any) -> Any:
         raise ApiError(404, "not_found", str(err).strip("'\"")) from None
     except ValueError as err:
         raise ApiError(400, "bad_request", str(err)) from None
-
-
-def _index_page(library: CharacterLibrary) -> str:
-    """A plain list of the characters and scenes, each linking to its call."""
-    items = []
-    for kind in ("character", "scene"):
-        for ident in library.ids(kind):
-            if kind == "character":
-                name = library.character(ident).persona.name
-            else:
-                name = library.scene(ident).name
-            link = f"/call?{kind}={html.escape(ident)}"
-            items.append(f'<li><a href="{link}">{html.escape(name)}</a> <small>{kind}</small></li>')
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Talking avatar</title>'
-        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/call.css">'
-        '</head><body class="index">'
-        f"<main><h1>Call a character</h1><ul>{''.join(items)}</ul></main></body></html>"
-    )

@@ -35,6 +35,7 @@ from app.local_call.limits import CallLimits
 from app.local_call.microphone import MicrophoneInput
 from app.local_call.offer import Offer, OfferError
 from app.local_call.tracks import AvatarTracks
+from app.transcript import TranscriptLine
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ class CallPhase(enum.Enum):
 
 class LocalCall:
     """A peer connection carrying the microphone in, the avatar's audio and video out, and the
-    characters' state (JSON on the state channel: {"state": "listening"} or {"state":
-    "speaking", "character": NAME})."""
+    characters' state and the transcript (JSON on the state channel: {"state": "listening"},
+    {"state": "speaking", "character": NAME}, or {"transcript": LINE}, app/transcript.py)."""
 
     def __init__(
         self,
@@ -167,7 +168,13 @@ class LocalCall:
         assert self._microphone is not None
         self._user_audio = MicrophoneInput(self._microphone, sample_rate=AGENT_AUDIO_RATE)
         try:
-            await start_local(self.conversation, user_audio=self._user_audio, sink=self._play)
+            await start_local(
+                self.conversation,
+                user_audio=self._user_audio,
+                sink=self._play,
+                transcript=self._send_line,
+                names=self.names,
+            )
         except Exception:
             logger.exception("call could not start")
             self.close_soon("start failed")
@@ -226,9 +233,16 @@ class LocalCall:
             self.state = state
             self._send_state()
 
-    def _send_state(self) -> None:
+    def _send_line(self, line: TranscriptLine) -> None:
+        if self._closing is None:
+            self._send(line.message())
+
+    def _send(self, message: dict[str, Any]) -> None:
         if self._channel is not None and self._channel.readyState == "open":
-            self._channel.send(json.dumps(self.state))
+            self._channel.send(json.dumps(message))
+
+    def _send_state(self) -> None:
+        self._send(self.state)
 
     # ---- teardown ------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class RealtimeServer:
         silence_ms: int = 400,  # quiet audio that ends the user's turn
         delta_ms: int = 50,  # audio per response.output_audio.delta
         pace: float | None = None,  # audio seconds sent per wall second; None: all at once
+        heard: str | None = None,  # the input transcription of each user turn; None: none
     ) -> None:
         self.reply_audio = reply_audio
         self.reply_text = reply_text
@@ -46,6 +47,7 @@ class RealtimeServer:
         self._silence_ms = silence_ms
         self._delta_ms = delta_ms
         self._pace = pace
+        self._heard = heard
         self.events: list[dict[str, Any]] = []  # every client event, in order
         self.sent: list[dict[str, Any]] = []  # every server event, in order
         self.input_audio_bytes = 0  # PCM16 bytes received by input_audio_buffer.append
@@ -206,6 +208,14 @@ class RealtimeServer:
         await self._send("input_audio_buffer.committed", previous_item_id=None, item_id=item_id)
         content = [{"type": "input_audio", "transcript": None}]
         await self._add_item({"id": item_id, "type": "message", "role": "user", "content": content})
+        if self._heard is not None:
+            await self._send(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=self._heard,
+                usage={"type": "duration", "seconds": 1.0},
+            )
 
     # -- responses
 

@@ -8,9 +8,11 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.avatar import QueueAudioOutput
 
+from app import conversation as conversation_module
 from app.casting import Casting, CastRequest
 from app.characters import CharacterLibrary
 from app.conversation import start_conversation
+from tests.app.session_io import wait_for
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,12 @@ def test_casting_from_the_library():
 
 def test_start_conversation_starts_the_avatar_then_the_session(micro_engine, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the offline voice
+    named = []
+
+    async def name_speaker(room: rtc.Room, name: str) -> None:
+        named.append(name)
+
+    monkeypatch.setattr(conversation_module, "name_speaker", name_speaker)
 
     async def run() -> None:
         room = rtc.Room()  # not connected: the runner waits to publish, nothing leaves
@@ -63,6 +71,8 @@ def test_start_conversation_starts_the_avatar_then_the_session(micro_engine, mon
             assert sink is conversation.audio
             assert conversation.session.current_agent is conversation.cast.agents[0]
             assert conversation.cast.active_index == 0 and conversation.generator.speaker == 0
+            # the room is told who has the floor (and again at each hand-over: on_active)
+            await wait_for(lambda: named == ["Ada"])
         finally:
             await conversation.aclose()
 

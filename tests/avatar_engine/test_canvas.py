@@ -40,7 +40,7 @@ def framed(vae, picture):
     """(canvas, the window's picture at the model's size) of FACE in `picture`."""
     window = face_window(OUT, MODEL, [FACE])
     small = fit_image(window.of(picture[0]).contiguous(), MODEL)[None]  # [1, h, w, 3]
-    return Canvas.of(picture, window, decode_still(vae, encode_still(vae, small))), small
+    return Canvas.of(picture, window, MODEL, decode_still(vae, encode_still(vae, small))), small
 
 
 def chunk_of(frames: torch.Tensor) -> VideoChunk:
@@ -98,7 +98,7 @@ def test_a_held_still_picture_comes_back_as_the_picture_at_full_resolution(vae, 
 
 def test_where_a_frame_changed_its_change_is_kept(framed):
     canvas, _ = framed
-    frame = canvas.still.round().to(torch.uint8)[:, None].clone()  # [1, 1, h, w, 3]
+    frame = canvas.still.permute(0, 2, 3, 1).round().to(torch.uint8)[:, None].clone()
     frame[:, :, 70:100, 40:90] = 20  # a dark open mouth
     shown = canvas.present(chunk_of(frame)).frames
     win = canvas.window
@@ -150,7 +150,8 @@ def test_the_tiny_scene_conditions_later_frames_on_the_picture_held_still(vae, p
 def test_only_the_faces_are_the_models(framed):
     """Whatever the model draws away from the faces, people see their own picture there."""
     whole, _ = framed
-    canvas = Canvas.of(whole.picture, whole.window, whole.still, [FACE])
+    still = whole.still.permute(0, 2, 3, 1)  # [1, h, w, 3]
+    canvas = Canvas.of(whole.picture, whole.window, MODEL, still, [FACE])
     dark = torch.zeros(1, 1, *MODEL, 3, dtype=torch.uint8)  # a frame unlike the picture
     shown = canvas.present(chunk_of(dark)).frames[0, 0]  # [H, W, 3]
     x0, y0, x1, y1 = FACE
@@ -159,4 +160,5 @@ def test_only_the_faces_are_the_models(framed):
     win = canvas.window
     corner = shown[win.top : win.top + 8, win.left : win.left + 8]
     assert torch.equal(corner, whole.picture[0, win.top : win.top + 8, win.left : win.left + 8])
-    assert 0 < canvas.blend.mean() < whole.blend.mean()
+    assert 0 < canvas.blend.sum() < whole.blend.sum()
+    assert canvas.paste.height < whole.paste.height  # the work is over the faces alone

@@ -92,13 +92,22 @@ def wait_until(predicate, *, timeout: float = 10.0, step: float = 0.02) -> None:
 
 @dataclass
 class ClientCall:
-    """A call as the page makes it: microphone out, audio and video in, state on channel 0."""
+    """A call as the page makes it: microphone out, audio and video in, state and transcript on
+    channel 0."""
 
     pc: RTCPeerConnection
     video_frames: int = 0
     audio_frames: int = 0
     states: list[dict] = field(default_factory=list)
+    transcript: list[dict] = field(default_factory=list)  # every line, as sent
     _readers: list[asyncio.Task] = field(default_factory=list)
+
+    def message(self, text: str) -> None:
+        message = json.loads(text)
+        if "transcript" in message:
+            self.transcript.append(message["transcript"])
+        else:
+            self.states.append(message)
 
     def read(self, track: MediaStreamTrack) -> None:
         self._readers.append(asyncio.ensure_future(self._count(track)))
@@ -164,7 +173,7 @@ async def call_with(answer: Answerer, **who: str) -> ClientCall:
     pc, channel = await make_offer()
     client = ClientCall(pc)
     pc.on("track", client.read)
-    channel.on("message", lambda m: client.states.append(json.loads(m)))
+    channel.on("message", client.message)
     try:
         body = {**who, "sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
         await pc.setRemoteDescription(RTCSessionDescription(**await answer(body)))

@@ -4,12 +4,15 @@ with a message and nothing built or left behind; and the app's pages and config.
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from app import conversation
 from app.casting import CastRequest
@@ -185,15 +188,43 @@ def test_the_server_ends_its_calls_when_it_stops(web_app, micro_engine):
 def test_pages_and_config(web_app):
     with TestClient(web_app) as http:
         root = http.get("/", follow_redirects=False)
-        index = http.get("/characters")
+        library = http.get("/api/library")
+        portrait = http.get("/api/pictures/character/ada")
+        scene_picture = http.get("/api/pictures/scene/duo")
+        unknown_picture = http.get("/api/pictures/character/nobody")
         page = http.get("/call?character=ada")
         script = http.get("/static/call.js")
         config = http.get("/api/config")
         cast = http.get("/api/cast", params={"scene": "duo"})
-    assert root.status_code == 307 and root.headers["location"] == "/characters"
-    assert '<a href="/call?character=ada">Ada</a>' in index.text
-    assert '<a href="/call?scene=duo">' in index.text
+    assert root.status_code == 200 and 'src="/static/gallery.js"' in root.text
+    listing = library.json()
+    ada = listing["characters"][0]
+    assert [c["name"] for c in listing["characters"]] == ["Ada", "Nova", "Bo"]
+    assert ada == {
+        "id": "ada",
+        "name": "Ada",
+        "picture": "/api/pictures/character/ada?v=0",
+        "call": "/call?character=ada",
+        "edit": None,  # no console mounted: nothing to edit with, no New card
+    }
+    assert listing["new"] is None
+    (duo,) = listing["scenes"]
+    assert (duo["name"], duo["characters"], duo["call"]) == (
+        "Ada and Bo",
+        ["Ada", "Bo"],
+        "/call?scene=duo",
+    )
+    assert portrait.headers["content-type"] == "image/png"
+    assert portrait.content == LIBRARY.character("ada").image.read_bytes()
+    picture = np.asarray(Image.open(io.BytesIO(scene_picture.content)))
+    assert np.array_equal(picture, LIBRARY.scene("duo").picture)
+    assert unknown_picture.status_code == 404
+    assert unknown_picture.json()["detail"].startswith("no character 'nobody'")
     assert page.status_code == 200 and '<video id="avatar"' in page.text
     assert script.status_code == 200 and "/api/call/offer" in script.text
     assert config.json() == {"transport": "local"}
-    assert cast.json() == {"characters": ["Ada", "Bo"]}
+    assert cast.json() == {
+        "name": "Ada and Bo",
+        "characters": ["Ada", "Bo"],
+        "picture": "/api/pictures/scene/duo?v=0",
+    }

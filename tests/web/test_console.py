@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import httpx
@@ -38,9 +39,11 @@ from tests.app.test_store import library_snapshot
 from tests.web.conftest import served, wait_until
 from tests.web.test_call_browser import ARTIFACTS, launch
 from web.app import create_app
+from web.console import address as console_address
 from web.console import build_console
-from web.console.characters import CharacterActions
+from web.console.characters import NEW, OPENED, CharacterActions
 from web.console.preview import PreviewRenderer, say
+from web.console.scenes import SceneActions
 
 
 @dataclass
@@ -491,3 +494,24 @@ def test_a_preview_cancelled_through_the_page_stops_rendering(
     assert chunks <= 2 < micro_engine.geometry.chunk_of_frame(len(speech) * 25 // rate)
     time.sleep(0.5)
     assert len(submitted) == chunks and not list(console.previews.rglob("*.mp4"))
+
+
+def test_the_address_opens_a_character_or_a_scene(tmp_path: Path):
+    """The gallery's Edit links: /console/?character=ID, ?scene=ID; anything else: empty."""
+    store = Store(tmp_path / "data")
+    renderer = PreviewRenderer(None)
+    people = CharacterActions(store, renderer, call_path="/call")
+    groups = SceneActions(store, renderer, call_path="/call")
+
+    def address(**query: str) -> SimpleNamespace:  # what the actions read of a gr.Request
+        return SimpleNamespace(query_params=query)
+
+    bo = people.start(address(character="bo"))
+    assert bo[0]["value"] == "bo" and bo[1 + OPENED.index("name")] == "Bo"
+    assert [
+        people.start(a)[0]["value"] for a in (address(character="nobody"), address(), None)
+    ] == [NEW] * 3
+    assert groups.start(address(scene="duo"))[0]["value"] == "duo"
+    assert groups.start(address(scene="../ada"))[0]["value"] == NEW
+    assert console_address.tab(address(scene="duo")).selected == "scenes"
+    assert console_address.tab(address(character="bo")).selected == "characters"

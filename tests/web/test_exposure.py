@@ -56,7 +56,8 @@ def guarded(micro_engine, built):
 
 OPEN_BEFORE = [  # what an anonymous client reached on a server started with --auth
     ("GET", "/call?character=ada"),
-    ("GET", "/characters"),
+    ("GET", "/api/library"),
+    ("GET", "/api/pictures/character/ada"),
     ("GET", "/api/cast?character=ada"),
     ("GET", "/api/config"),
     ("GET", "/docs"),
@@ -80,6 +81,7 @@ def test_with_a_login_nothing_but_the_console_login_is_open(guarded, built):
         anonymous = {path: request(http, m, path) for m, path in OPEN_BEFORE}
         wrong = request(http, "POST", "/api/livekit/token", headers=basic("ann", "nope"))
         root = http.get("/", follow_redirects=False)
+        gallery = http.get("/", headers=basic(*LOGIN))
         allowed = {
             path: request(http, m, path, headers=basic(*LOGIN))
             for m, path in OPEN_BEFORE
@@ -93,7 +95,9 @@ def test_with_a_login_nothing_but_the_console_login_is_open(guarded, built):
         }
         assert response.headers["www-authenticate"].startswith('Basic realm="Talking avatar"')
     assert built == [] and calls_of(guarded).open_calls == []  # nothing was started
-    assert root.status_code == 307  # the way to the console's login stays open
+    # the gallery's address leads to the console's login; with the login it is the gallery
+    assert root.status_code == 307 and root.headers["location"] == "/console/"
+    assert gallery.status_code == 200 and "gallery.js" in gallery.text
     for path, response in allowed.items():
         assert response.status_code == 200, (path, response.text)
     assert "token" in allowed["/api/livekit/token"].json()
@@ -113,7 +117,7 @@ def test_the_console_session_opens_the_call_page(tmp_path: Path, micro_engine):
     assert before.status_code == 401
     assert login.status_code == 200
     assert after.status_code == 200 and '<video id="avatar"' in after.text
-    assert cast.json() == {"characters": ["Ada"]}
+    assert cast.json()["characters"] == ["Ada"]
 
 
 def test_failed_logins_are_limited_per_address(tmp_path: Path, micro_engine):

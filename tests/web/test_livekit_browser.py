@@ -30,10 +30,14 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</t
 <script src="/static/microphone.js"></script>
 <script src="/static/livekit-call.js"></script>
 <script>
-window.states = []; window.errors = [];
+window.states = []; window.errors = []; window.speakers = []; window.lines = [];
 window.call = (who, more) => { window.current = window.startLiveKitCall(who, {
   video: document.getElementById("avatar"),
-  onState: (update) => window.states.push(update.state),
+  onState: (update) => {
+    window.states.push(update.state);
+    if (update.state === "speaking") window.speakers.push(update.character ?? null);
+  },
+  onTranscript: (line) => window.lines.push(line),
   onError: (err) => window.errors.push(err.message),
   ...more,
 }); };
@@ -48,11 +52,16 @@ STAND_IN_ROOM = """<script>
   class StandInRoom {
     constructor() {
       this.handlers = {};
+      this.textHandlers = {};
       this.published = [];
-      this.localParticipant = { publishTrack: async (track) => this.published.push(track.kind) };
+      this.localParticipant = {
+        identity: "caller-1",
+        publishTrack: async (track) => this.published.push(track.kind),
+      };
       window.room = this;
     }
     on(event, fn) { (this.handlers[event] ||= []).push(fn); return this; }
+    registerTextStreamHandler(topic, fn) { this.textHandlers[topic] = fn; }
     emit(event, ...args) { (this.handlers[event] || []).forEach((fn) => fn(...args)); }
     async connect(url, token) { this.url = url; this.token = token; }
     async disconnect() {
@@ -70,9 +79,16 @@ STAND_IN_ROOM = """<script>
     tracks[name] = track;
     room.emit(E.TrackSubscribed, track, { trackName: name }, character);
   };
-  window.agentState = (state) => {
-    character.attributes = { "lk.agent.state": state };
-    room.emit(E.ParticipantAttributesChanged, { "lk.agent.state": state }, character);
+  window.setAttributes = (changed) => {
+    character.attributes = { ...character.attributes, ...changed };
+    room.emit(E.ParticipantAttributesChanged, changed, character);
+  };
+  window.agentState = (state) => setAttributes({ "lk.agent.state": state });
+  // a text stream on `topic` from `identity`, its pieces arriving in turn
+  window.textStream = async (topic, identity, attributes, pieces) => {
+    async function* reader() { for (const piece of pieces) yield piece; }
+    const stream = Object.assign(reader(), { info: { id: "TS_" + Math.random(), attributes } });
+    await room.textHandlers[topic](stream, { identity });
   };
   window.leave = () => room.emit(E.ParticipantDisconnected, character);
   window.serverEnds = () => room.emit(E.Disconnected, LK.DisconnectReason.ROOM_DELETED);
@@ -212,6 +228,7 @@ def test_a_call_waits_for_the_character_then_follows_its_state(room_page, dead_u
         "states": ["connecting", "waiting", "listening", "speaking", "listening"],  # changes
         "errors": [],
     }
+    assert page.evaluate("window.speakers") == [None]  # no avatar.speaker: no name
     page.evaluate("window.current.hangup()")
     seen = page.evaluate(SEEN)
     assert seen["states"][-1] == "ended" and seen["errors"] == []  # our own disconnect: no error
@@ -245,3 +262,49 @@ def test_a_character_that_never_comes_is_an_error(room_page):
     (error,) = room_page.evaluate("window.errors")
     assert error.startswith("The character did not join the call: no avatar worker took it.")
     assert room_page.evaluate("room.disconnected")
+
+
+# Ada greets, the caller says "hello Bo" (transcribed in two versions), Bo takes the floor.
+STREAMS = """async () => {
+  const final = (segment, yes) => ({"lk.segment_id": segment, "lk.transcription_final": yes});
+  setAttributes({"avatar.speaker": "Ada"});
+  publish("avatar_video");
+  agentState("speaking");
+  await textStream("lk.transcription", "agent-1", final("SG_1", "false"), ["Hi, ", "I'm Ada."]);
+  agentState("listening");
+  await textStream("lk.transcription", "caller-1", final("SG_2", "false"), ["hello"]);
+  await textStream("lk.transcription", "caller-1", final("SG_2", "true"), ["hello Bo"]);
+  setAttributes({"avatar.speaker": "Bo"});
+  agentState("speaking");
+  await textStream("lk.transcription", "agent-1", final("SG_3", "false"), ["Hey!"]);
+}"""
+
+
+def test_a_scene_call_names_the_speaker_and_follows_the_transcript_streams(room_page):
+    """The worker names who has the floor (avatar.speaker); livekit-agents publishes the
+    transcript on lk.transcription: the caller's segment as versions (the last final), the
+    character's as one stream whose pieces come as the reply plays."""
+    page = room_page
+    page.evaluate("(more) => window.call({scene: 'duo'}, more)", {})
+    page.wait_for_function("window.states.includes('waiting')", timeout=ERROR_TIMEOUT_MS)
+    page.evaluate(STREAMS)
+    seen = page.evaluate(
+        "({speakers: window.speakers, lines: window.lines, errors: window.errors})"
+    )
+    assert seen["speakers"] == ["Ada", "Bo"] and seen["errors"] == []
+    latest = {}
+    for line in seen["lines"]:
+        latest[line["id"]] = line  # as transcript.js keeps them: the last version of each
+    assert list(latest.values()) == [
+        {
+            "id": "SG_1",
+            "role": "character",
+            "text": "Hi, I'm Ada.",
+            "character": "Ada",
+            "final": True,
+        },
+        {"id": "SG_2", "role": "user", "text": "hello Bo", "character": None, "final": True},
+        {"id": "SG_3", "role": "character", "text": "Hey!", "character": "Bo", "final": True},
+    ]
+    growing = [line["text"] for line in seen["lines"] if line["id"] == "SG_1"]
+    assert growing[:2] == ["Hi, ", "Hi, I'm Ada."]  # it grew as its pieces came

@@ -27,6 +27,7 @@ from app.store import Store
 from avatar_engine import detect_faces
 from llm_bridge.offline.tts import check_voice
 from llm_bridge.persona import Persona
+from web.console.address import NEW, asked
 from web.console.errors import user_errors
 from web.console.preview import (
     PreviewRenderer,
@@ -36,7 +37,6 @@ from web.console.preview import (
     say,
 )
 
-NEW = ""  # the picker's value for a character not saved yet
 SPEAK_GREETING, SPEAK_SAMPLE = "greeting (espeak voice)", "voice sample"
 ESPEAK_VOICES = ("en", "en+f2", "en+f3", "en+m3", "en-us", "en-us+f2", "en-gb", "de", "fr", "es")
 # The form's fields, in the order of the inputs `form()` takes.
@@ -108,9 +108,11 @@ class CharacterActions:
     def picker(self, value: str = NEW) -> dict[str, Any]:
         return gr.update(choices=self.choices(), value=value)
 
-    def start(self) -> tuple:
-        """A page's first view: the picker as the library is now, and an empty form."""
-        return (self.picker(NEW), *self.open(NEW))
+    def start(self, request: gr.Request | None = None) -> tuple:
+        """A page's first view: the picker as the library is now, and the character its
+        address names (?character=ID) or an empty form."""
+        ident = asked(request, "character", self.store.characters())
+        return (self.picker(ident), *self.open(ident))
 
     @user_errors
     def open(self, ident: str) -> tuple:

@@ -19,7 +19,7 @@ from app.drafts import (
 )
 from app.store import Store
 from llm_bridge.persona import OPENAI_VOICES
-from web.console import characters, scenes
+from web.console import address, characters, scenes
 from web.console.characters import CharacterActions
 from web.console.preview import PREVIEW_MAX_SECONDS, PreviewRenderer
 from web.console.scenes import SceneActions
@@ -77,12 +77,15 @@ def build_console(
         title="Talking avatar · console", analytics_enabled=False, delete_cache=(3600, 86400)
     ) as console:
         gr.Markdown("# Talking avatar console")
-        with gr.Tab("Characters"):
-            character_picker, character_form = _character_tab(people, previews.available)
-        with gr.Tab("Scenes") as scene_tab:
-            scene_picker, scene_form, members = _scene_tab(groups, previews.available)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Characters", id="characters"):
+                character_picker, character_form = _character_tab(people, previews.available)
+            with gr.Tab("Scenes", id="scenes") as scene_tab:
+                scene_picker, scene_form, members = _scene_tab(groups, previews.available)
         scene_tab.select(groups.members, None, members, api_visibility="private")
-        # a page opens on empty forms and on the library as it is now (other tabs edit it)
+        # a page opens on the library as it is now (other tabs edit it), on empty forms or
+        # on the one its address names (?character=ID, ?scene=ID: the gallery's Edit links)
+        console.load(address.tab, None, tabs, api_visibility="private")
         console.load(people.start, None, [character_picker, *character_form])
         console.load(groups.start, None, [scene_picker, *scene_form, members])
     return console
@@ -105,7 +108,7 @@ def _name_and_id(f: dict[str, Any]) -> None:
 def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Dropdown, list]:
     """Returns the picker and the components opening a character fills (OPENED order)."""
     f: dict[str, Any] = {}
-    picker, delete = _picker(actions.choices(), characters.NEW, "Character")
+    picker, delete = _picker(actions.choices(), address.NEW, "Character")
     with gr.Row():
         with gr.Column(scale=3):
             _name_and_id(f)
@@ -194,7 +197,7 @@ def _character_tab(actions: CharacterActions, can_render: bool) -> tuple[gr.Drop
 def _scene_tab(actions: SceneActions, can_render: bool) -> tuple[gr.Dropdown, list, gr.Dropdown]:
     """Returns the picker, the components opening a scene fills, and the members' dropdown."""
     f: dict[str, Any] = {}
-    picker, delete = _picker(actions.choices(), scenes.NEW, "Scene")
+    picker, delete = _picker(actions.choices(), address.NEW, "Scene")
     with gr.Row():
         with gr.Column(scale=3):
             _name_and_id(f)

@@ -17,6 +17,7 @@ from app.inputs import load_image
 from app.render import Turn
 from app.store import Store
 from avatar_engine import detect_faces
+from web.console.address import NEW, asked
 from web.console.characters import call_link
 from web.console.errors import user_errors
 from web.console.preview import (
@@ -27,7 +28,6 @@ from web.console.preview import (
     say,
 )
 
-NEW = ""
 SIDE_BY_SIDE, GROUP_PHOTO = "side by side", "group photo"
 SLOTS = 4  # the most characters a scene has: one face dropdown each
 FORM = ("id", "name", "members", "layout", "photo", *(f"face_{k}" for k in range(SLOTS)))
@@ -70,9 +70,11 @@ class SceneActions:
         """The characters a scene can hold (refreshed when the tab is shown)."""
         return gr.update(choices=self.member_choices())
 
-    def start(self) -> tuple:
-        """A page's first view: the picker, an empty form, the characters to pick from."""
-        return (self.picker(NEW), *self.open(NEW), self.members())
+    def start(self, request: gr.Request | None = None) -> tuple:
+        """A page's first view: the picker, the scene its address names (?scene=ID) or an
+        empty form, the characters to pick from."""
+        ident = asked(request, "scene", self.store.scenes())
+        return (self.picker(ident), *self.open(ident), self.members())
 
     @user_errors
     def open(self, ident: str) -> tuple:

@@ -1,7 +1,10 @@
-// The call page: /call?character=ID or /call?scene=ID.
+// The call page: /call?character=ID or /call?scene=ID (&start=1: the gallery's Call button,
+// which starts the call at once). Before the call the video box shows the character's picture
+// (or the scene's) and name; the status says what happens in words.
 // Local transport: this page and the server are the two WebRTC peers (one connection: the
-// microphone out, the character's audio and video in, its state on a data channel).
-// LiveKit transport: /static/livekit-call.js joins a room instead (window.startLiveKitCall).
+// microphone out, the character's audio and video in, its state and the transcript on a data
+// channel). LiveKit transport: /static/livekit-call.js joins a room instead
+// (window.startLiveKitCall). Either call object has hangup(), setMuted(bool) and micTrack.
 "use strict";
 
 (() => {
@@ -14,9 +17,12 @@
   }
   const STATE_CHANNEL_ID = 0; // negotiated by both peers (app/local_call/call.py)
   const GATHER_TIMEOUT_MS = 3000;
+  const transcript = new window.Transcript($("transcript"), $("transcript-empty"));
+  const latency = new window.LatencyMeter({ video, box: $("latency") });
   let transport = "local";
-  let names = []; // the characters called
-  let current = null; // the call under way: {hangup(), pc?}
+  let names = []; // the characters called, by speaker index
+  let current = null; // the call under way
+  let muted = false;
 
   class CallError extends Error {}
 
@@ -31,15 +37,20 @@
     box.hidden = !message;
   }
 
-  // {state, character?} from the local call's state channel, or {state} from
-  // livekit-call.js (which does not say who speaks: the name is known for one character)
-  function onState(update) {
+  // {state, character?} from the local call's state channel or from livekit-call.js;
+  // {transcript: line} from either
+  function onMessage(update) {
     if (!current) return;
+    if (update.transcript) {
+      transcript.update(update.transcript);
+      return;
+    }
     const speaker = update.character || (names.length === 1 ? names[0] : null);
     if (update.state === "speaking") {
       setState("speaking", speaker ? `Speaking: ${speaker}` : "Speaking");
+      latency.speaking();
     } else if (update.state === "listening") {
-      setState("listening", "Listening");
+      setState("listening", muted ? "Listening (you are muted)" : "Listening");
     } else if (update.state === "waiting") {
       setState("connecting", "Waiting for the character…");
     } else if (update.state === "ended") {
@@ -80,6 +91,7 @@
   async function startLocal(remote) {
     const mic = await microphone();
     const pc = new RTCPeerConnection();
+    const [micTrack] = mic.getAudioTracks();
     const hangup = () => {
       pc.close();
       mic.getTracks().forEach((t) => t.stop());
@@ -88,7 +100,7 @@
       mic.getTracks().forEach((track) => pc.addTrack(track, mic));
       pc.addTransceiver("video", { direction: "recvonly" });
       const channel = pc.createDataChannel("state", { negotiated: true, id: STATE_CHANNEL_ID });
-      channel.onmessage = (event) => onState(JSON.parse(event.data));
+      channel.onmessage = (event) => onMessage(JSON.parse(event.data));
       pc.ontrack = (event) => remote.addTrack(event.track);
       pc.onconnectionstatechange = () => {
         if (pc.connectionState === "connected" && document.body.dataset.state === "connecting") {
@@ -115,7 +127,8 @@
       hangup();
       throw err;
     }
-    return { pc, hangup };
+    const setMuted = (on) => (micTrack.enabled = !on);
+    return { pc, hangup, setMuted, micTrack };
   }
 
   function loadScript(src) {
@@ -135,23 +148,51 @@
     }
     return window.startLiveKitCall(who, {
       video,
-      onState,
+      names,
+      onState: onMessage,
+      onTranscript: (line) => onMessage({ transcript: line }),
       onError: (err) => end(err.message || String(err)),
     });
   }
 
+  // A browser that refuses to play sound before a click here (the gallery's Call button
+  // starts the call on arrival) gets a button for it.
+  function playVideo() {
+    $("sound").hidden = true;
+    video.play().catch((err) => {
+      if (err.name === "NotAllowedError") $("sound").hidden = false;
+    });
+  }
+
+  // the call's microphone track, once it has one (LiveKit opens it after the call starts)
+  const micTrack = () => (current ? current.micTrack : null);
+
+  function setMuted(on) {
+    muted = on;
+    if (current) current.setMuted(on);
+    const button = $("mute");
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = on ? "Unmute" : "Mute";
+    if (document.body.dataset.state === "listening") onMessage({ state: "listening" });
+  }
+
   async function start() {
     showError("");
+    transcript.clear();
     $("start").disabled = true;
     setState("connecting", "Connecting…");
     const remote = new MediaStream();
     video.srcObject = remote;
-    video.play().catch(() => {}); // within the click: lets the character's audio play
+    playVideo(); // within the click: lets the character's audio play
     try {
       current = transport === "livekit" ? await startLiveKit() : await startLocal(remote);
       window.avatarCall = current; // for tests and the console
-      $("hangup").hidden = false;
+      if (muted) current.setMuted(true);
+      if ($("show-latency").checked) latency.start(micTrack);
       $("start").hidden = true;
+      $("mute").hidden = false;
+      $("hangup").hidden = false;
+      $("hangup").focus();
     } catch (err) {
       current = null;
       end(err instanceof CallError ? err.message : `The call could not start: ${err.message}`);
@@ -159,43 +200,74 @@
   }
 
   function end(message) {
-    if (current) current.hangup();
-    current = null;
+    const call = current;
+    current = null; // first: a transport that reports its own end finds no call to end again
+    if (call) call.hangup();
+    latency.stop();
     video.srcObject = null;
+    $("sound").hidden = true;
+    document.body.classList.remove("has-video");
     showError(message || "");
-    setState(message ? "error" : "ended", message ? "Call failed" : "Call ended");
+    if (message) {
+      setState("error", message.startsWith("Busy:") ? "Busy" : "Call failed");
+    } else {
+      setState("ended", "Call ended");
+    }
+    const focused = document.activeElement;
     $("hangup").hidden = true;
+    $("mute").hidden = true;
     $("start").hidden = false;
     $("start").disabled = false;
     $("start").textContent = "Call again";
+    if (focused === $("hangup") || focused === $("mute")) $("start").focus();
+  }
+
+  function showWho(cast) {
+    names = cast.characters;
+    document.title = `Call ${cast.name}`;
+    $("title").textContent = cast.name;
+    $("poster-name").textContent = cast.name;
+    $("portrait").alt =
+      names.length > 1 ? `${names.join(" and ")} together` : `Portrait of ${cast.name}`;
+    $("portrait").src = cast.picture;
   }
 
   async function init() {
     if (who.character && who.scene) {
-      setState("error", "");
+      setState("error", "Call failed");
       showError("Ask for a character or a scene, not both.");
       return;
     }
     const query = new URLSearchParams(who).toString();
     const [cast, config] = await Promise.all([fetch(`/api/cast?${query}`), fetch("/api/config")]);
     if (!cast.ok) {
-      setState("error", cast.status === 404 ? "Unknown character" : "");
+      const unknown = who.scene ? "Unknown scene" : "Unknown character";
+      setState("error", cast.status === 404 ? unknown : "Call failed");
       showError(await detail(cast));
       return;
     }
-    names = (await cast.json()).characters;
+    showWho(await cast.json());
     transport = (await config.json()).transport;
-    document.title = `Call ${names.join(" & ")}`;
-    $("title").textContent = names.join(" & ");
     setState("idle", "Ready");
     $("start").disabled = false;
+    if (params.get("start") === "1") start();
   }
 
+  const showVideo = () => video.videoWidth > 0 && document.body.classList.add("has-video");
+  video.addEventListener("resize", showVideo); // its first frame: the picture gives way
+  video.addEventListener("loadeddata", showVideo);
+  $("sound").addEventListener("click", playVideo);
   $("start").addEventListener("click", start);
   $("hangup").addEventListener("click", () => end());
+  $("mute").addEventListener("click", () => setMuted(!muted));
+  $("show-latency").addEventListener("change", (event) => {
+    $("latency").hidden = !event.target.checked;
+    if (!event.target.checked) latency.stop();
+    else if (current) latency.start(micTrack);
+  });
   window.addEventListener("pagehide", () => current && current.hangup());
   init().catch((err) => {
-    setState("error", "");
+    setState("error", "Call failed");
     showError(`The page could not load: ${err.message}`);
   });
 })();

@@ -129,7 +129,7 @@ def with_detail(local_chunks) -> SceneConditioning:
     noise = torch.randn(decoded.shape, generator=torch.Generator().manual_seed(1)) * 30
     picture = (decoded + noise).round().clamp(0, 255).to(torch.uint8)
     window = Window(0, 0, *decoded.shape[1:3])
-    return replace(SCENE, canvas=Canvas.of(picture, window, decoded))
+    return replace(SCENE, canvas=Canvas.of(picture, window, decoded.shape[1:3], decoded))
 
 
 def test_both_runtimes_restore_the_reference_detail(local_chunks):

@@ -88,7 +88,8 @@ def test_a_model_run_yields_every_figure(evaluation, encoder):
     assert set(s) == {row.key for row in ROWS}
     assert set(evidence) == {"hopper", "drawn-c", "silent_hopper", "pair"}
     talk = evidence["hopper"]
-    assert talk.frames.dtype == torch.uint8 and talk.frames.shape[1:] == (128, 128, 3)
+    size = (TINY.stream.output_height, TINY.stream.output_width, 3)
+    assert talk.frames.dtype == torch.uint8 and talk.frames.shape[1:] == size == (512, 512, 3)
     assert talk.raw.shape == talk.frames.shape and not torch.equal(talk.raw, talk.frames)
     assert len(talk.audio) == len(talk.frames) * GEOMETRY.samples_per_frame
     assert talk.speaking[0].any() and not talk.speaking[0, -12:].any()  # silent after the turn
