@@ -94,8 +94,12 @@ class Admission:
         self.held.append(slot)
         return slot
 
-    def set_phase(self, slot: Slot, phase: SlotPhase) -> None:
+    def set_phase(self, slot: Slot, phase: SlotPhase, *, abandoned: bool = False) -> None:
+        """`abandoned`: the slot closes because its answered offer never connected; the
+        address waits out `abandoned_wait_s` from now, not from when the hang-up is done."""
         slot.phase = phase
+        if abandoned:
+            self._remember_abandoned(slot.client)
         if not self._may_free_soon():  # every slot holds a running call: no one need wait
             self._refuse_waiters()
 
@@ -104,7 +108,7 @@ class Admission:
         if slot not in self.held:
             return
         self.held.remove(slot)
-        if abandoned and self.limits.abandoned_wait_s > 0:
+        if abandoned:
             self._remember_abandoned(slot.client)
         self._taken -= 1
         self._hand_over()
@@ -175,7 +179,10 @@ class Admission:
                 waiter.granted.set_exception(self._busy())
 
     def _remember_abandoned(self, client: str) -> None:
+        if self.limits.abandoned_wait_s == 0:
+            return
         now = self._clock()
         if len(self._abandoned) >= MAX_REMEMBERED:
             self._abandoned = {a: t for a, t in self._abandoned.items() if t > now}
-        self._abandoned[client] = now + self.limits.abandoned_wait_s
+        if self._abandoned.get(client, now) <= now:  # already waiting: the wait is not extended
+            self._abandoned[client] = now + self.limits.abandoned_wait_s

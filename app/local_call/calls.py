@@ -136,7 +136,7 @@ class LocalCalls:
     def _on_phase(self, call: LocalCall) -> None:
         held = self._calls.get(call)
         if held is not None and call.phase in SLOT_PHASES:
-            self.admission.set_phase(held[1], SLOT_PHASES[call.phase])
+            self.admission.set_phase(held[1], SLOT_PHASES[call.phase], abandoned=call.abandoned)
 
     def _release(self, call: LocalCall) -> None:
         held = self._calls.pop(call, None)

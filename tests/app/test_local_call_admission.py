@@ -105,6 +105,25 @@ def test_an_address_whose_offer_never_connected_waits():
     asyncio.run(run())
 
 
+def test_an_abandoned_call_makes_its_address_wait_from_its_hang_up_on():
+    """Its slot is closing, so it no longer counts as the address's call; the wait must
+    already hold then, or a flood's next offer queues for the slot meanwhile (and is refused
+    as 503, the server being full, instead of 429)."""
+    gate, clock = admission(abandoned_wait_s=30.0)
+
+    async def run() -> None:
+        slot = await gate.admit("a")
+        gate.set_phase(slot, SlotPhase.CLOSING, abandoned=True)
+        with pytest.raises(CallerLimited, match="did not connect; try again in 30 s"):
+            await gate.admit("a")
+        clock.now += 4
+        gate.release(slot, abandoned=True)  # the hang-up done: the wait is not extended
+        with pytest.raises(CallerLimited, match="try again in 26 s"):
+            await gate.admit("a")
+
+    asyncio.run(run())
+
+
 def test_a_waiter_that_gives_up_does_not_lose_the_slot(monkeypatch):
     monkeypatch.setattr("app.local_call.admission.CLOSING_WAIT_S", 0.0)
     gate, _ = admission(sessions=1, connect_window_s=0.05)
