@@ -29,6 +29,17 @@ def as_uint8(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels * 255).round().to(torch.uint8)
 
 
+def crop_window(
+    face: tuple[int, int, int], *, zoom: float, shift=(0.0, 0.0)
+) -> tuple[int, int, float]:
+    """The square `photo_portrait` crops around a face: its top and left pixel and its side."""
+    row, col, side = face
+    crop = side / zoom
+    cy = row + side * (0.55 + shift[1])
+    cx = col + side * (0.5 + shift[0])
+    return int(round(cy - crop / 2)), int(round(cx - crop / 2)), crop
+
+
 def photo_portrait(
     image: np.ndarray, face: tuple[int, int, int], size: int, *, zoom: float, shift=(0.0, 0.0)
 ) -> Portrait:
@@ -37,10 +48,7 @@ def photo_portrait(
     zoom is the face's width as a fraction of the crop; shift moves the crop (face widths).
     """
     row, col, side = face
-    crop = side / zoom
-    cy = row + side * (0.55 + shift[1])
-    cx = col + side * (0.5 + shift[0])
-    top, left = int(round(cy - crop / 2)), int(round(cx - crop / 2))
+    top, left, crop = crop_window(face, zoom=zoom, shift=shift)
     pad = int(crop)
     padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
     patch = padded[top + pad : top + pad + int(crop), left + pad : left + pad + int(crop)]

@@ -10,8 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
+
+from avatar_engine.embedded import EmbeddedModel
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -95,10 +98,24 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 
 def load_trained(run_dir: Path | str, name: str, module: nn.Module) -> nn.Module:
-    """Load one module's weights from a run's checkpoint (for the next stage or export)."""
+    """Load one module's weights from a run's checkpoint (for the next stage or export), or
+    from an exported model's directory (assets/models/tiny): its VAE for "vae", its DiT and
+    speech encoder for a teacher or student, so training can go on from the shipped model."""
+    exported = EmbeddedModel(Path(run_dir))
+    if exported.dit.is_file():
+        exported.check()
+        if name == "vae":
+            module.load_state_dict(load_file(str(exported.vae)))
+        else:  # a teacher or a student: the DiT and its speech encoder
+            module.dit.load_state_dict(load_file(str(exported.dit)))
+            module.encoder.load_state_dict(load_file(str(exported.audio)))
+        return module.eval()
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run that training stage first")
+        raise FileNotFoundError(
+            f"{path} does not exist: run that training stage first, or name an exported "
+            "model's directory"
+        )
     state = torch.load(path, map_location="cpu", weights_only=False)
     if name not in state["modules"]:
         raise ValueError(f"{path} holds {sorted(state['modules'])}, not {name!r}")

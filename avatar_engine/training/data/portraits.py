@@ -3,12 +3,16 @@ packages, each with where its face, mouth and eyes are (fractions of the frame).
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from avatar_engine.framing import Box, Portrait, detect_faces, photo_portrait
+from avatar_engine.framing import Box, Portrait, crop_window, detect_faces, photo_portrait
 
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,14 +150,29 @@ def lfw_portrait(rng: np.random.Generator, size: int, index: int) -> Portrait:
     )
 
 
+PHOTO_DIR = Path(__file__).resolve().parents[3] / "assets" / "training" / "photos"
+PHOTO_MARKS = Path(__file__).with_name("photos.json")  # tools/annotate_photos.py wrote it
+# Real colour photos to learn from: scikit-image's astronaut and White House portraits (US
+# government works, in the public domain; assets/training/README.md).
+TRAIN_PHOTOS = ("astronaut", "obama", "obama2", "obama3", "biden")
+HELD_OUT_PHOTO = "grace_hopper"  # never used in training: the evaluation's unseen real photo
+LFW_TRAIN = range(0, 90)  # LFW faces 90..99 are held out for evaluation
+
+
+@cache
+def _photo_marks() -> dict[str, dict]:
+    return json.loads(PHOTO_MARKS.read_text())
+
+
 @cache
 def named_photo(name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """A real photo shipped with a Python package, and its largest face."""
+    """A real photo (shipped with a Python package, or in assets/training/photos), and its
+    largest face."""
     if name == "astronaut":
         from skimage import data
 
         image = data.astronaut()
-    elif name == "grace_hopper":
+    elif name == HELD_OUT_PHOTO:
         try:
             from matplotlib import cbook
         except ImportError:
@@ -161,31 +180,76 @@ def named_photo(name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
                 "the evaluation's held-out photo ships with matplotlib: install the train "
                 "extra (pip install -e '.[train]')"
             ) from None
-        from PIL import Image
-
         with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
             image = np.asarray(im.convert("RGB"))
+    elif name in TRAIN_PHOTOS:
+        with Image.open(PHOTO_DIR / f"{name}.jpg") as im:
+            image = np.asarray(im.convert("RGB"))
     else:
-        raise ValueError(f"unknown photo {name!r}; known: astronaut, grace_hopper")
+        known = ", ".join((*TRAIN_PHOTOS, HELD_OUT_PHOTO))
+        raise ValueError(f"unknown photo {name!r}; known: {known}")
     faces = detect_faces(image)
     if not faces:
         raise RuntimeError(f"no face found in {name}")
     return image, faces[0]
 
 
-TRAIN_PHOTOS = ("astronaut",)
-HELD_OUT_PHOTO = "grace_hopper"  # never used in training: the evaluation's unseen real photo
-LFW_TRAIN = range(0, 90)  # LFW faces 90..99 are held out for evaluation
+def landmarked_portrait(
+    name: str, size: int, *, zoom: float, shift=(0.0, 0.0), mirror: bool = False
+) -> Portrait:
+    """A photo cropped as the product crops it (around its detected face), with the mouth and
+    eyes where its face mesh found them, not where a rule puts them."""
+    image, face = named_photo(name)
+    marks = _photo_marks()[name]
+    top, left, crop = crop_window(face, zoom=zoom, shift=shift)
+    portrait = photo_portrait(image, face, size, zoom=zoom, shift=shift)
+
+    def at(point) -> tuple[float, float]:
+        return (point[0] - left) / crop, (point[1] - top) / crop
+
+    (lx, ly), (rx, ry) = (at(p) for p in marks["corners"])
+    upper, lower = (at(p) for p in marks["inner_lips"])
+    mouth = ((lx + rx) / 2, (upper[1] + lower[1]) / 2, abs(rx - lx) / 2)
+    eyes = []
+    for a, b in marks["eyes"]:
+        (ax, ay), (bx, by) = at(a), at(b)
+        eyes.append(((ax + bx) / 2, (ay + by) / 2, abs(bx - ax) / 2))
+    portrait = replace(portrait, mouth=mouth, eyes=tuple(eyes), source=name)
+    return mirrored(portrait) if mirror else portrait
+
+
+def mirrored(portrait: Portrait) -> Portrait:
+    """The portrait flipped left to right, its landmarks with it."""
+    x0, y0, x1, y1 = portrait.face_box
+    mx, my, mw = portrait.mouth
+    return replace(
+        portrait,
+        image=portrait.image.flip(1),
+        face_box=(1 - x1, y0, 1 - x0, y1),
+        mouth=(1 - mx, my, mw),
+        eyes=tuple((1 - ex, ey, ew) for ex, ey, ew in reversed(portrait.eyes)),
+    )
+
+
+def relit(portrait: Portrait, rng: np.random.Generator) -> Portrait:
+    """Another exposure, contrast and white balance of the same photo."""
+    image = portrait.image
+    mean = image.mean()
+    contrast, exposure = rng.uniform(0.8, 1.2), rng.uniform(0.75, 1.25)
+    balance = torch.tensor(rng.uniform(0.9, 1.1, 3), dtype=torch.float32)
+    image = ((image - mean) * contrast + mean) * exposure * balance
+    return replace(portrait, image=image.clamp(0, 1))
 
 
 def random_portrait(rng: np.random.Generator, size: int, *, held_out: bool = False) -> Portrait:
     """A training (or, with held_out, an evaluation) portrait of any source."""
     kind = rng.random()
-    if kind < 0.45:
+    if kind < 0.4:
         return draw_portrait(rng, size)
-    if kind < 0.8:
+    if kind < 0.65:
         pool = range(90, 100) if held_out else LFW_TRAIN
         return lfw_portrait(rng, size, int(rng.choice(pool)))
-    image, face = named_photo(HELD_OUT_PHOTO if held_out else TRAIN_PHOTOS[0])
+    name = HELD_OUT_PHOTO if held_out else TRAIN_PHOTOS[rng.integers(len(TRAIN_PHOTOS))]
     shift = tuple(rng.uniform(-0.15, 0.15, 2))
-    return photo_portrait(image, face, size, zoom=rng.uniform(0.4, 0.6), shift=shift)
+    zoom, mirror = rng.uniform(0.4, 0.6), bool(rng.random() < 0.5)
+    return relit(landmarked_portrait(name, size, zoom=zoom, shift=shift, mirror=mirror), rng)

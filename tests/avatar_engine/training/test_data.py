@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from avatar_engine.audio.encoder import build_encoder
 from avatar_engine.audio.feature_stream import extract_features
 from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.framing import photo_portrait
 from avatar_engine.training.data.clips import make_clip
-from avatar_engine.training.data.portraits import HELD_OUT_PHOTO, named_photo
+from avatar_engine.training.data.portraits import (
+    HELD_OUT_PHOTO,
+    TRAIN_PHOTOS,
+    landmarked_portrait,
+    mirrored,
+    named_photo,
+)
 from avatar_engine.training.features import clip_windows
 from avatar_engine.training.judge import faces, metrics
 from tests.avatar_engine.training.conftest import MICRO_TRAIN
@@ -69,3 +77,22 @@ def test_the_mouth_moves_with_speech_and_rests_in_silence():
 def test_the_held_out_photo_has_a_detected_face():
     image, (row, col, side) = named_photo(HELD_OUT_PHOTO)
     assert image.ndim == 3 and side > 100 and 0 < row < image.shape[0] - side
+
+
+def test_every_photo_has_its_mouth_where_its_face_mesh_found_it():
+    """Each training photo's face is found as the product finds faces, and its mouth and eyes
+    come from the annotation (tools/annotate_photos.py), inside the face: the mouth below the
+    eyes, between them, in the face's lower half; mirrored, they move with the picture."""
+    for name in (*TRAIN_PHOTOS, HELD_OUT_PHOTO):
+        p = landmarked_portrait(name, 128, zoom=0.5)
+        x0, y0, x1, y1 = p.face_box
+        mx, my, mw = p.mouth
+        (lx, ly, _), (rx, ry, _) = sorted(p.eyes)
+        assert lx < mx < rx and max(ly, ry) < my, name
+        assert y0 + 0.5 * (y1 - y0) < my < y1 and 0.1 < 2 * mw / (x1 - x0) < 0.7, name
+        flipped = mirrored(p)
+        assert torch.equal(flipped.image, p.image.flip(1))
+        assert flipped.mouth == pytest.approx((1 - mx, my, mw))
+    old_rule = photo_portrait(*named_photo("astronaut"), 128, zoom=0.5).mouth
+    mesh = landmarked_portrait("astronaut", 128, zoom=0.5).mouth
+    assert mesh[1] - old_rule[1] > 0.03  # the rule put the opening on her upper lip
