@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         scene_from_image,
     )
     from avatar_engine.vae.model import WanVAE
+    from avatar_engine.vae.reference_decoder import ReferenceDecoder
 
 HOMES = {  # public name -> the module that defines it
     "build_encoder": "avatar_engine.audio.encoder",
@@ -56,6 +57,7 @@ HOMES = {  # public name -> the module that defines it
     "plan_turns": "avatar_engine.audio.turns",
     "Portrait": "avatar_engine.framing",
     "Preset": "avatar_engine.config",
+    "ReferenceDecoder": "avatar_engine.vae.reference_decoder",
     "resample": "avatar_engine.audio.resample",
     "route_to_speaker": "avatar_engine.audio.routing",
     "Runtime": "avatar_engine.runtime.base",
@@ -83,6 +85,7 @@ __all__ = [
     "LocalRuntime",
     "Portrait",
     "Preset",
+    "ReferenceDecoder",
     "Runtime",
     "SceneConditioning",
     "SpeechEncoder",

@@ -36,6 +36,11 @@ class EmbeddedModel:
     def audio(self) -> Path:
         return self.directory / "audio.safetensors"
 
+    @property
+    def reference_decoder(self) -> Path:
+        """Optional: where present, frames are drawn with it (vae/reference_decoder.py)."""
+        return self.directory / "reference_decoder.safetensors"
+
     def check(self) -> EmbeddedModel:
         missing = [p.name for p in (self.dit, self.vae, self.audio) if not p.is_file()]
         if missing:
@@ -51,6 +56,9 @@ class EmbeddedModel:
             preset=Preset.from_name(EMBEDDED_PRESET),
             dit_weights=(str(self.dit),),
             vae_weights=(str(self.vae),),
+            reference_decoder_weights=(
+                (str(self.reference_decoder),) if self.reference_decoder.is_file() else ()
+            ),
             dtype=dtype,
         )
 
@@ -59,10 +67,23 @@ class EmbeddedModel:
         preset = Preset.from_name(EMBEDDED_PRESET)
         return build_encoder(preset.audio, FrameGeometry.of_preset(preset), weights=self.audio)
 
-    def save(self, *, dit: nn.Module, vae: nn.Module, encoder: nn.Module) -> None:
-        """Write the three files (atomically each)."""
+    def save(
+        self,
+        *,
+        dit: nn.Module,
+        vae: nn.Module,
+        encoder: nn.Module,
+        reference_decoder: nn.Module | None = None,
+    ) -> None:
+        """Write the three files, and the reference decoder's where there is one (atomically
+        each); without one, an older reference decoder's file is removed."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        for module, path in ((dit, self.dit), (vae, self.vae), (encoder, self.audio)):
+        parts = [(dit, self.dit), (vae, self.vae), (encoder, self.audio)]
+        if reference_decoder is not None:
+            parts.append((reference_decoder, self.reference_decoder))
+        else:
+            self.reference_decoder.unlink(missing_ok=True)
+        for module, path in parts:
             state = {k: v.detach().float().contiguous() for k, v in module.state_dict().items()}
             tmp = path.with_suffix(".tmp")
             save_file(state, str(tmp))

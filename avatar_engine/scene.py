@@ -11,6 +11,7 @@ from avatar_engine.canvas import Canvas, face_window
 from avatar_engine.config import DiTConfig, StreamConfig
 from avatar_engine.vae.detail import decode_still, encode_still
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.reference_decoder import ReferenceDecoder
 from avatar_engine.vae.video import from_uint8_frames
 
 
@@ -26,6 +27,8 @@ class SceneConditioning:
     # first (the reference, or the picture held still: DiTConfig.still_reference); 0 if None
     canvas: Canvas | None = None  # how decoded frames become what people see (the output
     # picture, the window the model animates, the detail restored); None: frames as decoded
+    picture: torch.Tensor | None = None  # [B, H, W, 3] uint8 at the model's size: the window
+    # the model animates, which a reference decoder draws its frames against
 
     @property
     def batch(self) -> int:
@@ -45,6 +48,8 @@ class SceneConditioning:
         }
         if self.blank_latent is not None:
             expected["blank_latent"] = expected["reference_latent"]
+        if self.picture is not None:
+            expected["picture"] = (b, stream.height, stream.width, 3)
         if self.canvas is not None:
             expected["canvas.picture"] = (b, stream.output_height, stream.output_width, 3)
             if self.canvas.still is not None:
@@ -141,6 +146,8 @@ def scene_from_image(
     stream: StreamConfig,
     image: torch.Tensor,
     face_boxes: list[tuple[float, float, float, float]],
+    *,
+    reference_decoder: ReferenceDecoder | None = None,
 ) -> SceneConditioning:
     """The scene of one picture with a character per face box (the app and the evaluation).
 
@@ -150,6 +157,8 @@ def scene_from_image(
     Args:
         image: [output_height, output_width, 3] uint8 RGB (see fit_image).
         face_boxes: per character, (x0, y0, x1, y1) as fractions of the picture.
+        reference_decoder: the one the stream will decode with, if any: the detail the canvas
+            restores is measured against its frames.
     """
     size = (stream.output_height, stream.output_width)
     if tuple(image.shape) != (*size, 3):
@@ -172,7 +181,11 @@ def scene_from_image(
         blank = still[:, :, -1].float() if cfg.still_reference else reference
     canvas = None
     if stream.restore_detail or size != (stream.height, stream.width):
-        decoded = decode_still(vae, still) if stream.restore_detail else None
+        decoded = None
+        if stream.restore_detail:
+            decoded = decode_still(
+                vae, still, reference_decoder=reference_decoder, picture=picture[None]
+            )
         model = (stream.height, stream.width)
         canvas = Canvas.of(image[None].cpu(), window, model, decoded, face_boxes)
     masks = torch.stack([face_mask_from_box(stream, box) for box in boxes])
@@ -182,4 +195,5 @@ def scene_from_image(
         context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
         blank_latent=blank,
         canvas=canvas,
+        picture=picture[None].to(reference.device),
     )

@@ -15,6 +15,7 @@ from avatar_engine.sampling import FewStepSampler
 from avatar_engine.scene import SceneConditioning
 from avatar_engine.vae.chunk_decoder import ChunkDecoder
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.reference_decoder import ReferenceDecoder
 
 
 class StreamSession:
@@ -24,7 +25,7 @@ class StreamSession:
     context into every block's K/V, build the reference channels and the slot RoPE tables,
     and allocate the per-step K/V caches. After that, next_chunk() allocates nothing that
     grows with the stream and never syncs with the host. Given a VAE, next_frames() also
-    decodes each chunk to RGB frames.
+    decodes each chunk to RGB frames (with the reference decoder, where one is given).
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class StreamSession:
         *,
         seed: int = 0,
         vae: WanVAE | None = None,
+        reference_decoder: ReferenceDecoder | None = None,
     ):
         cfg = model.cfg
         scene.validate(cfg, stream)
@@ -62,7 +64,11 @@ class StreamSession:
             self.timesteps = self.sampler.step_timesteps(scene.batch, self.device)
             self.face_masks = scene.face_masks.to(self.device)
             self.cache = self.new_cache(batch=scene.batch, device=self.device, dtype=param.dtype)
-        self.decoder = None if vae is None else ChunkDecoder(vae, stream.fps)
+        self.decoder = None
+        if vae is not None:
+            self.decoder = ChunkDecoder(
+                vae, stream.fps, reference_decoder=reference_decoder, picture=scene.picture
+            )
         self.canvas = scene.canvas
         self.latent_shape = chunk_latent_shape(cfg, stream, scene.batch)
 

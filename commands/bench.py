@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -60,22 +61,26 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from avatar_engine.config import Preset
+    from avatar_engine.embedded import EmbeddedModel
     from avatar_engine.runtime.benchmark import alternate, time_stages
     from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
     from avatar_engine.runtime.local import LocalRuntime
     from avatar_engine.runtime.spec import EngineSpec
 
-    spec = EngineSpec(
-        preset=Preset.from_name(args.preset), dtype=getattr(torch, DTYPES[args.dtype])
-    )
+    dtype = getattr(torch, DTYPES[args.dtype])
+    if args.model is not None:
+        spec = EmbeddedModel(args.model).spec(dtype=dtype)
+    else:
+        spec = EngineSpec(preset=Preset.from_name(args.preset), dtype=dtype)
     stream = spec.preset.stream
     duration = stream.chunk_duration_s
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
+    frames_by = "reference decoder" if spec.reference_decoder_weights else "VAE decoder"
     print(
         f"avatar bench runtime: {spec.preset.name} {stream.height}x{stream.width} model frames, "
-        f"{stream.output_height}x{stream.output_width} output, CPU fp32, "
-        f"{cores} cores; starting the runtimes..."
+        f"{stream.output_height}x{stream.output_width} output, frames by the {frames_by}, "
+        f"CPU {args.dtype}, {cores} cores; starting the runtimes..."
     )
     stages = {}
     for threads in sorted({1, cores}, reverse=True):
@@ -161,7 +166,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     runtime = bench_sub.add_parser(
         "runtime", help="end-to-end time between chunks: single process vs disaggregated"
     )
-    runtime.add_argument("--preset", default="tiny")
+    runtime.add_argument("--preset", default="tiny", help="with random weights (no --model)")
+    runtime.add_argument(
+        "--model",
+        type=Path,
+        help="an exported embedded model (assets/models/tiny): its weights and decoder",
+    )
     runtime.add_argument("--chunks", type=int, default=24, help="chunks per session")
     runtime.add_argument("--rounds", type=int, default=3, help="alternating sessions per runtime")
     runtime.add_argument("--dit-ranks", type=int, default=1, help="sequence-parallel DiT ranks")

@@ -32,7 +32,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         POOLS[args.pool], preset.stream.output_height, preset.stream.fps, geometry.samples_per_frame
     )
     programs: list[Program] = [
-        ModelProgram(spec.build_dit("cpu"), encoder, spec.build_vae("cpu"), preset)
+        ModelProgram(
+            spec.build_dit("cpu"),
+            encoder,
+            spec.build_vae("cpu"),
+            preset,
+            spec.build_reference_decoder("cpu"),
+        )
     ]
     programs += [Baseline(kind, encoder, preset) for kind in BASELINES]
     out = Path(args.out)

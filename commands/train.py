@@ -64,6 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         (run / "latent_stats.json").write_text(json.dumps({"mean": mean, "std": std}))
         print("latent statistics (TINY_VAE_LATENT_MEAN/STD in avatar_engine/config.py):")
         print(f"  mean {[round(v, 4) for v in mean]}\n  std  {[round(v, 4) for v in std]}")
+    elif args.stage == "decoder":
+        from avatar_engine.training.decoder import train_decoder
+
+        train_decoder(_preset(), _vae(args.vae), run, **common)
     elif args.stage == "teacher":
         from avatar_engine.training.teacher import train_teacher
 
@@ -94,8 +98,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     student = _speaker(args.student, "student")
     model = EmbeddedModel(Path(args.out))
-    model.save(dit=student.dit, vae=_vae(args.vae), encoder=student.encoder)
-    size = sum(p.stat().st_size for p in (model.dit, model.vae, model.audio))
+    reference_decoder = None
+    if args.decoder is not None:
+        from avatar_engine.training.loop import load_trained
+        from avatar_engine.vae.reference_decoder import ReferenceDecoder
+
+        reference_decoder = load_trained(args.decoder, "decoder", ReferenceDecoder(_preset().vae))
+    model.save(
+        dit=student.dit,
+        vae=_vae(args.vae),
+        encoder=student.encoder,
+        reference_decoder=reference_decoder,
+    )
+    files = (model.dit, model.vae, model.audio, model.reference_decoder)
+    size = sum(p.stat().st_size for p in files if p.is_file())
     print(f"wrote {model.directory} ({size / 2**20:.1f} MiB)")
     return 0
 
@@ -125,7 +141,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train the embedded model's stages (resumable)")
-    train.add_argument("stage", choices=("vae", "teacher", "student"))
+    train.add_argument("stage", choices=("vae", "decoder", "teacher", "student"))
     train.add_argument("--run", type=Path, help="run directory (default runs/STAGE)")
     train.add_argument(
         "--steps", type=int, required=True, help="total steps (resumes if fewer ran)"
@@ -168,6 +184,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="write a trained student + VAE as the embedded model")
     export.add_argument("--student", type=Path, default=DEFAULT_RUNS / "student")
     export.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae")
+    export.add_argument(
+        "--decoder",
+        type=Path,
+        help="a reference decoder run (avatar train decoder); none: the VAE's",
+    )
     export.add_argument("-o", "--out", default="assets/models/tiny")
     export.set_defaults(func=cmd_export)
     check = sub.add_parser(

@@ -18,6 +18,7 @@ from avatar_engine import (
     FrameGeometry,
     LocalRuntime,
     Preset,
+    ReferenceDecoder,
     Runtime,
     SceneConditioning,
     SpeechEncoder,
@@ -45,6 +46,8 @@ class AvatarEngine:
     encoder: SpeechEncoder  # speech -> per-video-frame features, on the CPU
     geometry: FrameGeometry  # samples <-> video frames <-> latent frames <-> chunks
     vae: WanVAE  # its encoder makes reference latents from pictures
+    reference_decoder: ReferenceDecoder | None = None  # the runtime's, where it has one: the
+    # detail the canvas restores is measured against its frames
     stream_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -67,7 +70,12 @@ class AvatarEngine:
         stream = self.preset.stream
         picture = fit_image(torch.from_numpy(pixels), (stream.output_height, stream.output_width))
         return scene_from_image(
-            self.vae, self.preset.dit, self.preset.stream, picture, list(face_boxes)
+            self.vae,
+            self.preset.dit,
+            self.preset.stream,
+            picture,
+            list(face_boxes),
+            reference_decoder=self.reference_decoder,
         )
 
     def close(self) -> None:
@@ -99,8 +107,10 @@ def build_engine(
     built = _build_runtime(spec, runtime, device, runtime_options or {})
     try:
         vae = getattr(built, "vae", None)  # LocalRuntime's own VAE on the CPU: share it
+        reference_decoder = getattr(built, "reference_decoder", None)  # and its decoder
         if not isinstance(vae, WanVAE) or vae.conv1.weight.device.type != "cpu":
             vae = spec.build_vae("cpu")
+            reference_decoder = spec.build_reference_decoder("cpu")
     except BaseException:
         if built is not runtime:  # ours to close; a runtime passed in stays the caller's
             built.close()
@@ -109,7 +119,14 @@ def build_engine(
         "avatar engine ready",
         extra={"preset": preset.name, "runtime": type(built).__name__, "fps": preset.stream.fps},
     )
-    return AvatarEngine(runtime=built, preset=preset, encoder=encoder, geometry=geometry, vae=vae)
+    return AvatarEngine(
+        runtime=built,
+        preset=preset,
+        encoder=encoder,
+        geometry=geometry,
+        vae=vae,
+        reference_decoder=reference_decoder,
+    )
 
 
 def _build_runtime(

@@ -42,6 +42,7 @@ from avatar_engine.runtime.protocol import (
     Ready,
     StartStream,
     Stop,
+    StreamPicture,
     receive,
     send,
 )
@@ -148,14 +149,18 @@ class DisaggregatedRuntime(Runtime):
     def start_session(self, scene: SceneConditioning, *, seed: int = 0) -> None:
         scene.validate(self.spec.preset.dit, self.stream)
         self.end_session()
-        self._command(StartStream(scene, seed))
+        if self.spec.reference_decoder_weights:
+            if scene.picture is None:
+                raise ValueError("this engine's reference decoder needs the scene's picture")
+            self._send(self.settings.decoder_rank, StreamPicture(scene.picture.cpu()))
+        self._send(0, StartStream(scene, seed))
         self._canvas = scene.canvas  # applied here: the decoder rank does not see the scene
         self._in_session = True
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
         if not self._in_session:
             raise RuntimeError("start_session() first")
-        self._command(NextChunk(features.cpu(), speaking.cpu()))
+        self._send(0, NextChunk(features.cpu(), speaking.cpu()))
         self._speaking.append(speaking.cpu().bool())
 
     def receive(self, timeout: float | None = None) -> VideoChunk:
@@ -180,7 +185,7 @@ class DisaggregatedRuntime(Runtime):
             return
         while self._speaking:  # frames already on their way are received and dropped
             self.receive()
-        self._command(EndStream())
+        self._send(0, EndStream())
         self._in_session = False
 
     def close(self) -> None:
@@ -306,10 +311,10 @@ class DisaggregatedRuntime(Runtime):
         if not self._finalizer.alive:
             raise RuntimeError("the runtime is closed")
 
-    def _command(self, message: Command) -> None:
+    def _send(self, rank: int, message: Command | StreamPicture) -> None:
         self._ensure_open()
         self._check()
         try:
-            send(self.conns[0], message)
+            send(self.conns[rank], message)
         except OSError:
-            self._fail(0, self._exit_report(0))
+            self._fail(rank, self._exit_report(rank))

@@ -15,8 +15,9 @@ from avatar_engine.session import StreamSession
 
 
 class LocalRuntime(Runtime):
-    """Start-up is explicit, as the disaggregated ranks': build the DiT and the VAE and load
-    their weights (EngineSpec), then warm both up (warmup=False skips it)."""
+    """Start-up is explicit, as the disaggregated ranks': build the DiT and the VAE (and the
+    reference decoder, where the spec has one) and load their weights (EngineSpec), then warm
+    them up (warmup=False skips it)."""
 
     def __init__(
         self, spec: EngineSpec, *, device: torch.device | str = "cpu", warmup: bool = True
@@ -24,15 +25,23 @@ class LocalRuntime(Runtime):
         self.spec, self.stream = spec, spec.preset.stream
         self.model = spec.build_dit(device)
         self.vae = spec.build_vae(device)
+        self.reference_decoder = spec.build_reference_decoder(device)
         if warmup:
             warm_up_dit(StreamSession(self.model, self.stream, blank_scene(spec)), spec)
-            warm_up_decoder(self.vae, spec)
+            warm_up_decoder(self.vae, spec, self.reference_decoder)
         self.session: StreamSession | None = None
         self.ready: deque[VideoChunk] = deque()
 
     def start_session(self, scene: SceneConditioning, *, seed: int = 0) -> None:
         self.ready.clear()
-        self.session = StreamSession(self.model, self.stream, scene, seed=seed, vae=self.vae)
+        self.session = StreamSession(
+            self.model,
+            self.stream,
+            scene,
+            seed=seed,
+            vae=self.vae,
+            reference_decoder=self.reference_decoder,
+        )
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
         if self.session is None:

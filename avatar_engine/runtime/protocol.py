@@ -1,8 +1,10 @@
 """Messages between the runtime and its ranks, over local sockets: one dataclass per kind.
 
 The runtime says Init to every rank, then StartStream, NextChunk, EndStream and Stop to DiT
-rank 0; each rank says Hello on connecting and Ready once built; the decoder sends Frames;
-any rank may send RankFailed. Each message's `kind` names it in the runtime's reports.
+rank 0, and, where the engine draws frames with a reference decoder, the stream's
+StreamPicture to the decoder before each StartStream; each rank says Hello on connecting and
+Ready once built; the decoder sends Frames; any rank may send RankFailed. Each message's
+`kind` names it in the runtime's reports.
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ class StartStream:
 
 
 @dataclass(frozen=True)
+class StreamPicture:
+    kind: ClassVar[str] = "picture"
+    picture: torch.Tensor  # [B, H, W, 3] uint8: what the reference decoder draws against
+
+
+@dataclass(frozen=True)
 class NextChunk:
     kind: ClassVar[str] = "chunk"
     features: torch.Tensor  # [B, K, Fc, W, Da] on the CPU
@@ -98,7 +106,18 @@ class RankFailed:
     traceback: str
 
 
-Message = Hello | Init | Ready | StartStream | NextChunk | EndStream | Stop | Frames | RankFailed
+Message = (
+    Hello
+    | Init
+    | Ready
+    | StartStream
+    | StreamPicture
+    | NextChunk
+    | EndStream
+    | Stop
+    | Frames
+    | RankFailed
+)
 Command = StartStream | NextChunk | EndStream | Stop  # what DiT rank 0 takes from the runtime
 
 

@@ -25,6 +25,7 @@ from avatar_engine.runtime.protocol import (
     Ready,
     StartStream,
     Stop,
+    StreamPicture,
     receive,
     send,
 )
@@ -148,13 +149,14 @@ class DecoderRank:
         self.conn, self.spec, self.settings, self.rank = conn, spec, settings, rank
         self.device = torch.device(settings.devices[rank])
         self.vae = spec.build_vae(self.device)
+        self.reference_decoder = spec.build_reference_decoder(self.device)
         self.source = 0  # DiT rank 0
 
     def _receive(self, header: torch.Tensor, latents: torch.Tensor) -> list[dist.Work]:
         return [dist.irecv(header, self.source), dist.irecv(latents, self.source)]
 
     def warm_up(self) -> None:
-        warm_up_decoder(self.vae, self.spec)
+        warm_up_decoder(self.vae, self.spec, self.reference_decoder)
 
     def run(self) -> None:
         if self.settings.warmup:
@@ -172,7 +174,18 @@ class DecoderRank:
 
     def stream(self, batch: int) -> None:
         """Decode one session's chunks until its END message."""
-        decoder = ChunkDecoder(self.vae, self.spec.preset.stream.fps)
+        picture = None
+        if self.reference_decoder is not None:  # the runtime sent it before the stream began
+            message = receive(self.conn)
+            if not isinstance(message, StreamPicture):
+                raise RuntimeError(f"the runtime sent {message.kind!r}, not the stream's picture")
+            picture = message.picture
+        decoder = ChunkDecoder(
+            self.vae,
+            self.spec.preset.stream.fps,
+            reference_decoder=self.reference_decoder,
+            picture=picture,
+        )
         shape = latent_shape(self.spec, batch)
         buffers = [
             (

@@ -13,6 +13,7 @@ from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
 from avatar_engine.vae.chunk_decoder import ChunkDecoder
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.reference_decoder import ReferenceDecoder
 
 WARMUP_CHUNKS = 3  # the sink, first and steady chunk roles
 
@@ -39,10 +40,13 @@ def warm_up_dit(session: StreamSession, spec: EngineSpec) -> None:
         session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
 
 
-def warm_up_decoder(vae: WanVAE, spec: EngineSpec) -> None:
-    """Decode a first chunk and a later one of zero latents."""
+def warm_up_decoder(
+    vae: WanVAE, spec: EngineSpec, reference_decoder: ReferenceDecoder | None = None
+) -> None:
+    """Decode a first chunk and a later one of zero latents (against a grey picture)."""
     stream = spec.preset.stream
-    decoder = ChunkDecoder(vae, stream.fps)
+    picture = torch.full((1, stream.height, stream.width, 3), 128, dtype=torch.uint8)
+    decoder = ChunkDecoder(vae, stream.fps, reference_decoder=reference_decoder, picture=picture)
     latents = torch.zeros(
         chunk_latent_shape(spec.preset.dit, stream, 1), device=vae.conv2.weight.device
     )

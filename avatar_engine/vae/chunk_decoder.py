@@ -6,17 +6,35 @@ import torch
 
 from avatar_engine.chunks import LatentChunk, VideoChunk
 from avatar_engine.vae.model import DecoderState, WanVAE
-from avatar_engine.vae.video import to_uint8_frames
+from avatar_engine.vae.reference_decoder import ReferenceDecoder, ReferenceState
+from avatar_engine.vae.video import from_uint8_frames, to_uint8_frames
 
 
 class ChunkDecoder:
-    """Decodes one stream's latent chunks in order, carrying the VAE decoder's state."""
+    """Decodes one stream's latent chunks in order, carrying the decoder's state: the VAE's
+    own decoder, or, where the model ships one, the reference decoder, which draws each frame
+    against the stream's picture (vae/reference_decoder.py)."""
 
-    def __init__(self, vae: WanVAE, fps: int):
-        self.vae, self.fps = vae, fps
+    def __init__(
+        self,
+        vae: WanVAE,
+        fps: int,
+        *,
+        reference_decoder: ReferenceDecoder | None = None,
+        picture: torch.Tensor | None = None,
+    ):
+        """picture: [B, H, W, 3] uint8 at the model's size, the scene's; the reference
+        decoder needs it."""
+        self.vae, self.fps, self.reference_decoder = vae, fps, reference_decoder
         param = vae.conv2.weight
         self.device, self.dtype = param.device, param.dtype
-        self.state: DecoderState | None = None
+        self.state: DecoderState | ReferenceState | None = None
+        if reference_decoder is not None:
+            if picture is None:
+                raise ValueError("the reference decoder draws against the scene's picture: pass it")
+            pixels = from_uint8_frames(picture).to(self.device, self.dtype)  # [B, 3, H, W]
+            with torch.inference_mode():
+                self.state = reference_decoder.start(pixels)
         self.next_index = 0
 
     def decode(self, chunk: LatentChunk) -> VideoChunk:
@@ -25,10 +43,12 @@ class ChunkDecoder:
                 f"chunk {chunk.index} arrived where chunk {self.next_index} was expected; a "
                 "stream's chunks must be decoded in order (start a new ChunkDecoder per stream)"
             )
+        latents = chunk.latents.to(self.device, self.dtype)
         with torch.inference_mode():
-            video, self.state = self.vae.decode(
-                chunk.latents.to(self.device, self.dtype), self.state
-            )  # [B, 3, T, H, W]
+            if isinstance(self.state, ReferenceState):
+                video, self.state = self.reference_decoder.decode(latents, self.state)
+            else:
+                video, self.state = self.vae.decode(latents, self.state)  # [B, 3, T, H, W]
             frames = to_uint8_frames(video).cpu()  # [B, T, H, W, 3]
         if frames.shape[1] != chunk.num_frames:
             raise RuntimeError(

@@ -21,6 +21,7 @@ from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.motion import mouth_region
 from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.reference_decoder import ReferenceDecoder
 
 EVAL_SEED = 10_000  # never a training seed
 BASELINES = ("frozen", "tinted", "noise")
@@ -113,18 +114,30 @@ class ModelProgram(Program):
 
     name = "model"
 
-    def __init__(self, dit: WanDiT, encoder: SpeechEncoder, vae: WanVAE, preset: Preset):
+    def __init__(
+        self,
+        dit: WanDiT,
+        encoder: SpeechEncoder,
+        vae: WanVAE,
+        preset: Preset,
+        reference_decoder: ReferenceDecoder | None = None,
+    ):
         super().__init__(encoder, preset)
-        self.dit, self.vae = dit, vae
+        self.dit, self.vae, self.reference_decoder = dit, vae, reference_decoder
         self._session: StreamSession | None = None
 
     def render(self, people, picture, turns, chunks, **kwargs) -> Rendered:
         scene = scene_from_image(
             self.vae, self.preset.dit, self.preset.stream, as_uint8(picture),
-            [p.face_box for p in people],
+            [p.face_box for p in people], reference_decoder=self.reference_decoder,
         )  # fmt: skip
         self._session = StreamSession(
-            self.dit, self.preset.stream, scene, seed=EVAL_SEED, vae=self.vae
+            self.dit,
+            self.preset.stream,
+            scene,
+            seed=EVAL_SEED,
+            vae=self.vae,
+            reference_decoder=self.reference_decoder,
         )
         return super().render(people, picture, turns, chunks, **kwargs)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from avatar_engine.canvas import Canvas, Window
 from avatar_engine.config import AudioConfig, Preset, VAEConfig
@@ -19,6 +20,7 @@ from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
 from avatar_engine.runtime.local import LocalRuntime
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
+from avatar_engine.vae.reference_decoder import ReferenceDecoder
 from tests.conftest import MICRO_STREAM, make_scene, micro_dit, random_features
 
 CHUNKS = 4  # sink, first, two steady: the caches roll over
@@ -141,6 +143,32 @@ def test_both_runtimes_restore_the_reference_detail(local_chunks):
         want = scene.canvas.present(plain).frames
         assert not torch.equal(want, plain.frames)
         assert all(torch.equal(got.frames, want) for got in restored)
+
+
+def test_both_runtimes_draw_with_a_reference_decoder(local_chunks, tmp_path):
+    """Where the spec names a reference decoder, both runtimes' frames are its, drawn against
+    the scene's picture (the decoder rank gets it before the stream begins)."""
+    torch.manual_seed(3)
+    decoder = ReferenceDecoder(SPEC.preset.vae)
+    torch.nn.init.normal_(decoder.out.weight, std=0.05)
+    weights = tmp_path / "reference_decoder.safetensors"
+    save_file(decoder.state_dict(), str(weights))
+    spec = replace(SPEC, reference_decoder_weights=(str(weights),))
+    gen = torch.Generator().manual_seed(4)
+    picture = torch.randint(0, 256, (1, 64, 64, 3), generator=gen, dtype=torch.uint8)
+    scene = replace(SCENE, picture=picture)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with LocalRuntime(spec) as runtime:
+            local = stream(runtime, scene=scene)
+    finally:
+        torch.set_num_threads(threads)
+    with DisaggregatedRuntime(spec, dit_threads=1, decoder_threads=1) as runtime:
+        disaggregated = stream(runtime, scene=scene)
+    for got, want, plain in zip(disaggregated, local, local_chunks, strict=True):
+        assert torch.equal(got.frames, want.frames)
+        assert not torch.equal(want.frames, plain.frames)  # not the VAE decoder's frames
 
 
 def test_disaggregated_equals_local(local_chunks):

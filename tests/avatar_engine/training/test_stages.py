@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
@@ -10,9 +12,10 @@ from avatar_engine.embedded import EmbeddedModel
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.clips import make_clip
+from avatar_engine.training.decoder import train_decoder
 from avatar_engine.training.distill import train_student
-from avatar_engine.training.loop import read_log
-from avatar_engine.training.teacher import latent_pool, train_teacher
+from avatar_engine.training.loop import load_trained, read_log
+from avatar_engine.training.teacher import latent_pool, new_speaker, train_teacher
 from avatar_engine.training.vae import latent_statistics, train_vae
 from avatar_engine.vae.video import from_uint8_frames
 from avatar_engine.vae.weights import random_vae
@@ -51,20 +54,38 @@ def test_stages_train_resume_and_export(tmp_path):
     train_teacher(MICRO_TRAIN, vae, tmp_path / "teacher", steps=3, chunks=2, **small)
     assert [r["step"] for r in read_log(tmp_path / "teacher")] == [1, 2, 3]
 
+    decoder = train_decoder(MICRO_TRAIN, vae, tmp_path / "reference", steps=2, batch=2, **small)
+    assert [r["step"] for r in read_log(tmp_path / "reference")] == [1, 2]
+    assert decoder.out.weight.abs().sum() > 0  # it learnt something beyond the picture
+
     model = EmbeddedModel(tmp_path / "model")
-    model.save(dit=student.dit, vae=vae, encoder=student.encoder)
+    model.save(dit=student.dit, vae=vae, encoder=student.encoder, reference_decoder=decoder)
     spec = model.spec()
-    spec = type(spec)(MICRO_TRAIN, spec.dit_weights, vae_weights=spec.vae_weights)
+    spec = replace(spec, preset=MICRO_TRAIN)
     dit, loaded_vae = spec.build_dit("cpu"), spec.build_vae("cpu")
+    loaded_decoder = spec.build_reference_decoder("cpu")
     assert torch.equal(dit.blocks[0].ffn[0].weight, student.dit.blocks[0].ffn[0].weight)
+    assert torch.equal(loaded_decoder.out.weight, decoder.out.weight)
     picture = torch.full((64, 64, 3), 128, dtype=torch.uint8)
     scene = scene_from_image(loaded_vae, MICRO_TRAIN.dit, MICRO_TRAIN.stream, picture,
-                             [(0.2, 0.2, 0.8, 0.8)])  # fmt: skip
-    session = StreamSession(dit, MICRO_TRAIN.stream, scene, vae=loaded_vae)
+                             [(0.2, 0.2, 0.8, 0.8)], reference_decoder=loaded_decoder)  # fmt: skip
+    session = StreamSession(
+        dit, MICRO_TRAIN.stream, scene, vae=loaded_vae, reference_decoder=loaded_decoder
+    )
     g = FrameGeometry.of_preset(MICRO_TRAIN)
     shape = (3, g.window_frames, MICRO_TRAIN.dit.audio_feature_dim)
     chunk = session.next_frames(*route_to_speaker(None, None, 1, feature_shape=shape))
     assert chunk.frames.shape == (1, 9, 64, 64, 3)
+
+    # Training goes on from an exported model: its DiT and speech encoder, or its VAE.
+    again = load_trained(tmp_path / "model", "teacher", new_speaker(MICRO_TRAIN, seed=9))
+    assert torch.equal(again.dit.blocks[0].ffn[0].weight, student.dit.blocks[0].ffn[0].weight)
+    vae_again = load_trained(
+        tmp_path / "model", "vae", random_vae(MICRO_TRAIN.vae, device="cpu", seed=9)
+    )
+    assert torch.equal(vae_again.conv1.weight, vae.conv1.weight)
+    model.save(dit=student.dit, vae=vae, encoder=student.encoder)  # no reference decoder now
+    assert not model.reference_decoder.exists() and not model.spec().reference_decoder_weights
 
 
 def test_latent_statistics_normalise_the_clips_they_were_measured_on():

@@ -1,0 +1,127 @@
+"""The reference decoder's stage: it learns to draw, from the VAE's latents and the clip's
+still picture, the frames those latents were encoded from (vae/reference_decoder.py).
+
+The VAE's encoder stays as it is, so the latent space, its statistics and every DiT trained
+in it stay valid: this stage can follow any VAE and any teacher or student.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatar_engine.audio.geometry import FrameGeometry
+from avatar_engine.config import Preset
+from avatar_engine.training.data.clips import Clip
+from avatar_engine.training.data.motion import mouth_mask
+from avatar_engine.training.data.pool import ClipPool
+from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
+from avatar_engine.training.vae import CHROMA_WEIGHT, MOTION_WEIGHT, MOUTH_WEIGHT
+from avatar_engine.vae.model import WanVAE
+from avatar_engine.vae.reference_decoder import ReferenceDecoder
+from avatar_engine.vae.video import from_uint8_frames
+
+CLIP_LATENTS = 7  # latent frames per training clip (25 frames)
+WINDOW_LATENTS = 3  # latent frames decoded per sample: one chunk
+LATENT_NOISE = 0.2  # the most noise added to the latents, in their normalised units: the DiT's
+# latents are about 0.3 RMS off the data's, and a decoder that only met exact ones is brittle
+EDGE_WEIGHT = 2.0  # weight on the error of the frames' spatial gradients: sharp edges
+
+
+class _Encoded:
+    """A clip as the decoder trains on it: its frames, picture, mouths and latents."""
+
+    def __init__(self, clip: Clip, vae: WanVAE):
+        self.video = (clip.video * 255).round().to(torch.uint8)  # [T, H, W, 3]
+        self.picture = (clip.reference * 255).round().to(torch.uint8)  # [H, W, 3]
+        self.mouths = clip.mouths
+        with torch.no_grad():
+            pixels = from_uint8_frames(self.video).transpose(0, 1)[None]  # [1, 3, T, H, W]
+            self.latents = vae.encode_video(pixels)[0]  # [z, F, h, w]
+
+
+def decoder_loss(
+    frames: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Args: frames and target [B, 3, T, H, W] in [-1, 1]; weights [B, 1, 1, H, W]."""
+    error = frames - target
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return (x * weights[..., : x.shape[-2], : x.shape[-1]]).mean() / weights.mean()
+
+    l1 = mean(error.abs())
+    chroma = mean((error - error.mean(dim=1, keepdim=True)).abs())
+    motion = mean((error[:, :, 1:] - error[:, :, :-1]).abs())
+    edges = mean((error[..., 1:, :] - error[..., :-1, :]).abs()) + mean(
+        (error[..., :, 1:] - error[..., :, :-1]).abs()
+    )
+    loss = l1 + CHROMA_WEIGHT * chroma + MOTION_WEIGHT * motion + EDGE_WEIGHT * edges
+    psnr = 10 * torch.log10(4 / error.detach().square().mean())
+    return {"loss": loss, "l1": l1, "edges": edges, "psnr": psnr}
+
+
+def train_decoder(
+    preset: Preset,
+    vae: WanVAE,
+    run_dir: Path | str,
+    *,
+    steps: int,
+    batch: int = 4,
+    lr: float = 1e-3,
+    seed: int = 0,
+    pool_size: int = 96,
+) -> ReferenceDecoder:
+    """Train (or resume) the reference decoder on clips encoded by `vae` (kept as it is)."""
+    torch.manual_seed(seed)
+    geometry = FrameGeometry.of_preset(preset)
+    vae = vae.eval().requires_grad_(False)
+    decoder = ReferenceDecoder(preset.vae).train()
+    opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.0)
+    loop = TrainLoop(
+        run_dir,
+        modules={"decoder": decoder},
+        optimizers={"decoder": opt},
+        total=steps,
+        desc="decoder",
+    )
+    pool = ClipPool(
+        seed,
+        geometry=geometry,
+        size=preset.stream.height,
+        latent_frames=CLIP_LATENTS,
+        capacity=pool_size,
+        refresh_every=4,
+        transform=lambda clip: _Encoded(clip, vae),
+    )
+    rng = np.random.default_rng(seed + 1)
+    temporal = preset.vae.stride[0]
+
+    def step(i: int) -> dict[str, float]:
+        set_lr(opt, cosine_lr(i, steps, peak=lr))
+        start = int(rng.integers(0, CLIP_LATENTS - WINDOW_LATENTS + 1))
+        losses = []
+        for clip in pool.sample(batch):
+            z = clip.latents[None, :, start : start + WINDOW_LATENTS]
+            z = z + float(rng.uniform(0, LATENT_NOISE)) * torch.randn_like(z)
+            picture = from_uint8_frames(clip.picture)[None]  # [1, 3, H, W]
+            state = decoder.start(picture)
+            if start:
+                state.previous, state.latent_frames = clip.latents[None, :, start - 1], start
+            frames, _ = decoder.decode(z, state, clamp=False)
+            first = 0 if start == 0 else 1 + temporal * (start - 1)
+            shown = clip.video[first : first + frames.shape[2]]
+            target = from_uint8_frames(shown).transpose(0, 1)[None]  # [1, 3, T, H, W]
+            height = clip.video.shape[1]
+            mask = mouth_mask(clip.mouths, height, (0, 0), clip.video.shape[1:3])
+            weights = (1 + MOUTH_WEIGHT * mask)[None, None, None]
+            losses.append(decoder_loss(frames, target, weights))
+        total = {k: torch.stack([loss[k] for loss in losses]).mean() for k in losses[0]}
+        opt.zero_grad(set_to_none=True)
+        total["loss"].backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in total.items()}
+
+    loop.run(step)
+    return decoder.eval()
