@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -211,5 +212,14 @@ def random_dit(
     """
     model = build_dit(cfg).to_compute_dtype(dtype)
     model.to_empty(device=device)
-    torch.manual_seed(seed)
-    return model.init_weights().eval()
+    with seeded(seed):
+        return model.init_weights().eval()
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's random number generators seeded with `seed` inside, and restored after: a model
+    initialised from a seed moves no other draw of the process."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield

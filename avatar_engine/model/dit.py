@@ -24,6 +24,7 @@ from avatar_engine.model.layers import (
 )
 from avatar_engine.model.window import (
     BidirectionalWindow,
+    ClipWindow,
     SelfAttentionWindow,
     SparseCausalWindow,
     StreamingWindow,
@@ -32,7 +33,6 @@ from avatar_engine.model.window import (
 # Name fragments of the audio modules (see names_match); a plain Wan checkpoint has none.
 AUDIO_MODULES = (".audio_proj.", ".characters.", ".audio_attn.")
 FP32_PARAMETERS = ("time_embedding.", "time_projection.")
-WINDOWS = ("bidirectional", "sparse_causal")
 
 
 def names_match(name: str, fragments: tuple[str, ...]) -> bool:
@@ -99,7 +99,7 @@ class WanDiT(nn.Module):
         context: torch.Tensor,
         image_tokens: torch.Tensor | None = None,
         audio: AudioConditioning | None = None,
-        window: str = "bidirectional",
+        window: ClipWindow = ClipWindow.BIDIRECTIONAL,
         chunk_frames: int = 3,
     ) -> torch.Tensor:
         """A whole clip at once (training, the teacher, and the reference for streaming).
@@ -110,7 +110,7 @@ class WanDiT(nn.Module):
             timestep: [B] or [B, F] in Wan units (0 = clean, 1000 = noise).
             context, image_tokens: see context_kv.
             audio: speech conditioning for the F latent frames; None skips the audio modules.
-            window: "bidirectional" (absolute positions) or "sparse_causal" (chunks of
+            window: BIDIRECTIONAL (absolute positions) or SPARSE_CAUSAL (chunks of
                 chunk_frames attend to c0, c(t-1) and themselves, in window slots).
 
         Returns:
@@ -118,9 +118,10 @@ class WanDiT(nn.Module):
         """
         frames, h, w = x.shape[2:]
         grid_h, grid_w = h // self.cfg.patch_size[1], w // self.cfg.patch_size[2]
-        if window == "bidirectional":
+        pattern: SelfAttentionWindow
+        if window is ClipWindow.BIDIRECTIONAL:
             pattern = BidirectionalWindow(self.cfg, frames, grid_h, grid_w, x.device)
-        elif window == "sparse_causal":
+        else:
             if frames % chunk_frames:
                 raise ValueError(
                     f"{frames} latent frames do not split into chunks of {chunk_frames}"
@@ -128,8 +129,6 @@ class WanDiT(nn.Module):
             pattern = SparseCausalWindow(
                 self.cfg, frames // chunk_frames, chunk_frames, grid_h, grid_w, x.device
             )
-        else:
-            raise ValueError(f"unknown window {window!r}; use one of {WINDOWS}")
         ctx = self.context_kv(context, image_tokens)
         audio_ctx = None if audio is None else self.audio_context(audio)
         return self._forward(x, cond, timestep, ctx, audio_ctx, pattern)

@@ -9,7 +9,7 @@ where its keys stay as the sink); chunk 1 attends to the sink and itself.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Protocol
 
 import torch
@@ -20,6 +20,13 @@ from avatar_engine.model.attention import attention
 from avatar_engine.model.rope import RopeTable, apply_rope, rope_table
 
 SINK_SLOT, PREVIOUS_SLOT, CURRENT_SLOT = 0, 1, 2
+
+
+class ClipWindow(Enum):
+    """What a whole clip's self-attention sees (WanDiT.forward_clip)."""
+
+    BIDIRECTIONAL = "bidirectional"  # every frame, at absolute positions (the teacher)
+    SPARSE_CAUSAL = "sparse_causal"  # each chunk: the first, the previous and itself (student)
 
 
 class ChunkRole(IntEnum):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from avatar_engine.config import Preset
 from avatar_engine.model.audio import AudioConditioning
+from avatar_engine.model.window import ClipWindow
 from avatar_engine.sampling import interpolate
 from avatar_engine.training.batch import DiTInputs, dit_inputs
 from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
@@ -83,9 +84,9 @@ def teacher_ode(
         if t in times:
             at[t] = x
         tt = torch.full((x.shape[0],), t)
-        v = velocity(teacher, inputs, x, tt, window="bidirectional")
+        v = velocity(teacher, inputs, x, tt, window=ClipWindow.BIDIRECTIONAL)
         if quiet is not None:
-            base = velocity(teacher, quiet, x, tt, window="bidirectional")
+            base = velocity(teacher, quiet, x, tt, window=ClipWindow.BIDIRECTIONAL)
             v = base + scale * (v - base)
         x = x + (1 / ODE_STEPS) * v
     return [at[t] for t in times], x
@@ -94,7 +95,7 @@ def teacher_ode(
 def student_data(student, inputs: DiTInputs, x: torch.Tensor, t: float) -> torch.Tensor:
     """The student's data prediction at flow time t (sparse-causal, as it streams)."""
     tt = torch.full((x.shape[0],), t)
-    return x + (1 - t) * velocity(student, inputs, x, tt, window="sparse_causal")
+    return x + (1 - t) * velocity(student, inputs, x, tt, window=ClipWindow.SPARSE_CAUSAL)
 
 
 def dmd_loss(teacher, fake, inputs: DiTInputs, sample: torch.Tensor) -> torch.Tensor:
@@ -104,8 +105,8 @@ def dmd_loss(teacher, fake, inputs: DiTInputs, sample: torch.Tensor) -> torch.Te
         noise = torch.randn_like(sample)
         xt = interpolate(sample, noise, t.view(-1, 1, 1, 1, 1))
         scale = (1 - t).view(-1, 1, 1, 1, 1)
-        real = xt + scale * velocity(teacher, inputs, xt, t, window="bidirectional")
-        fake_data = xt + scale * velocity(fake, inputs, xt, t, window="bidirectional")
+        real = xt + scale * velocity(teacher, inputs, xt, t, window=ClipWindow.BIDIRECTIONAL)
+        fake_data = xt + scale * velocity(fake, inputs, xt, t, window=ClipWindow.BIDIRECTIONAL)
         weight = (sample - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp(min=1e-3)
         target = sample - (fake_data - real) / weight
     return 0.5 * (sample - target).square().mean()
@@ -178,7 +179,7 @@ def train_student(
         opt.step()
         if dmd_weight > 0:  # the fake score follows the student's current samples
             fake_inputs = dataclasses.replace(inputs, x1=previous.detach())
-            fake_loss = flow_matching_loss(fake, fake_inputs, window="bidirectional")
+            fake_loss = flow_matching_loss(fake, fake_inputs, window=ClipWindow.BIDIRECTIONAL)
             fake_opt.zero_grad(set_to_none=True)
             fake_loss.backward()
             fake_opt.step()

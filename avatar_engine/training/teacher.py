@@ -13,6 +13,7 @@ from avatar_engine.audio.encoder import build_encoder
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.model.dit import WanDiT
+from avatar_engine.model.window import ClipWindow
 from avatar_engine.sampling import (
     interpolate,
     model_timestep,
@@ -42,7 +43,7 @@ class Speaker(nn.Module):
 
 
 def velocity(
-    dit: WanDiT, inputs: DiTInputs, x: torch.Tensor, t: torch.Tensor, *, window: str
+    dit: WanDiT, inputs: DiTInputs, x: torch.Tensor, t: torch.Tensor, *, window: ClipWindow
 ) -> torch.Tensor:
     """The flow velocity at x_t; t: [B] flow time (0 = noise)."""
     out = dit.forward_clip(
@@ -68,7 +69,7 @@ def speech_weighted_mse(
     return ((pred - target).square() * weights).mean() / weights.mean()
 
 
-def flow_matching_loss(dit: WanDiT, inputs: DiTInputs, *, window: str) -> torch.Tensor:
+def flow_matching_loss(dit: WanDiT, inputs: DiTInputs, *, window: ClipWindow) -> torch.Tensor:
     x1 = inputs.x1
     x0 = torch.randn_like(x1)
     t = torch.sigmoid(torch.randn(x1.shape[0]))  # logit-normal flow times
@@ -130,7 +131,7 @@ def train_teacher(
     def step(i: int) -> dict[str, float]:
         set_lr(opt, cosine_lr(i, steps, peak=lr))
         inputs = dit_inputs(pool.sample(batch), model.encoder, geometry, preset)
-        loss = flow_matching_loss(model.dit, inputs, window="bidirectional")
+        loss = flow_matching_loss(model.dit, inputs, window=ClipWindow.BIDIRECTIONAL)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -20,6 +20,7 @@ from avatar_engine.weights import (
     WeightLoadError,
     convert_native,
     read_safetensors,
+    seeded,
     state_problems,
     strip_prefixes,
 )
@@ -137,5 +138,5 @@ def random_vae(
     """A freshly initialised VAE built straight on `device` (training from scratch, tests)."""
     model = build_vae(cfg).to_compute_dtype(dtype)
     model.to_empty(device=device)
-    torch.manual_seed(seed)
-    return model.init_weights().eval()
+    with seeded(seed):
+        return model.init_weights().eval()

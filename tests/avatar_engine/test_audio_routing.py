@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from avatar_engine.model.audio import AudioContext
+from avatar_engine.model.window import ClipWindow
 from tests.conftest import (
     MICRO_STREAM,
     audio_for,
@@ -67,10 +68,11 @@ def test_listening_character_ignores_its_audio(listener):
     speaking = torch.ones(1, 2, FC, dtype=torch.bool)
     speaking[:, listener] = False
     features = random_features(cfg, FC)
+    fresh = random_features(cfg, FC, seed=9)  # not features' draws
     other = features.clone()
-    other[:, listener] = torch.randn_like(other[:, listener])
+    other[:, listener] = fresh[:, listener]
     speaker_changed = features.clone()
-    speaker_changed[:, 1 - listener] = torch.randn_like(speaker_changed[:, 1 - listener])
+    speaker_changed[:, 1 - listener] = fresh[:, 1 - listener]
 
     def run(feats, talk):
         with torch.no_grad():
@@ -80,7 +82,7 @@ def test_listening_character_ignores_its_audio(listener):
                 torch.tensor([500.0]),
                 context=scene.context,
                 audio=audio_for(scene, feats, talk),
-                window="sparse_causal",
+                window=ClipWindow.SPARSE_CAUSAL,
             )
 
     base = run(features, speaking)

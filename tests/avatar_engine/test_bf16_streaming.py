@@ -11,7 +11,7 @@ import torch
 
 from avatar_engine.cache import StreamCache
 from avatar_engine.model.audio import AudioConditioning
-from avatar_engine.model.window import ChunkRole, StreamingWindow, slot_tables
+from avatar_engine.model.window import ChunkRole, ClipWindow, StreamingWindow, slot_tables
 from tests.conftest import (
     MICRO_STREAM,
     audio_for,
@@ -49,7 +49,7 @@ def stream_and_clip(device: str) -> tuple[list[float], list[float]]:
     with torch.no_grad():
         fp32 = reference.forward_clip(
             x, cond, timestep, context=scene.context, audio=audio_for(scene, features, speaking),
-            window="sparse_causal",
+            window=ClipWindow.SPARSE_CAUSAL,
         )  # fmt: skip
         x, cond, timestep, context, features, speaking, masks = (
             t.to(device)
@@ -58,7 +58,7 @@ def stream_and_clip(device: str) -> tuple[list[float], list[float]]:
         clip = model.forward_clip(
             x, cond, timestep, context=context,
             audio=AudioConditioning(features=features, speaking=speaking, face_masks=masks),
-            window="sparse_causal",
+            window=ClipWindow.SPARSE_CAUSAL,
         ).float().cpu()  # fmt: skip
         context_kv = model.context_kv(context)
         slots = slot_tables(cfg, FC, MICRO_STREAM.grid_h, MICRO_STREAM.grid_w, x.device)

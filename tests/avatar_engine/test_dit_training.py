@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from avatar_engine.model.window import ClipWindow
 from tests.conftest import (
     MICRO_STREAM,
     audio_for,
@@ -32,7 +33,7 @@ def test_gradients_reach_every_parameter():
         torch.tensor([300.0, 800.0])[None].repeat_interleave(3, 1),
         context=scene.context,
         audio=audio_for(scene, random_features(cfg, frames), speaking),
-        window="sparse_causal",
+        window=ClipWindow.SPARSE_CAUSAL,
     )
     out.square().mean().backward()
     silent = {"characters.speaking"}  # only the speaking rows of used slots get gradient

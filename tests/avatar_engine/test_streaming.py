@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from avatar_engine.cache import StreamCache
-from avatar_engine.model.window import ChunkRole, StreamingWindow, slot_tables
+from avatar_engine.model.window import ChunkRole, ClipWindow, StreamingWindow, slot_tables
 from avatar_engine.sampling import interpolate, model_timestep, velocity_from_output
 from avatar_engine.session import StreamSession
 from tests.conftest import (
@@ -51,7 +51,7 @@ def test_streaming_equals_sparse_causal_clip():
             timestep,
             context=scene.context,
             audio=audio_for(scene, features, speaking),
-            window="sparse_causal",
+            window=ClipWindow.SPARSE_CAUSAL,
         )
         context_kv = model.context_kv(scene.context)
         slots = slot_tables(cfg, FC, MICRO_STREAM.grid_h, MICRO_STREAM.grid_w, x.device)
@@ -79,7 +79,7 @@ def test_streaming_equals_sparse_causal_clip():
             timestep,
             context=scene.context,
             audio=audio_for(scene, features, speaking),
-            window="bidirectional",
+            window=ClipWindow.BIDIRECTIONAL,
         )
     assert relative_error(full, clip) > 1e-2
 
@@ -113,7 +113,7 @@ def test_session_two_steps_equals_clip_sampling():
                 torch.tensor([model_timestep(t)]),
                 context=scene.context,
                 audio=audio,
-                window="sparse_causal",
+                window=ClipWindow.SPARSE_CAUSAL,
             )
         return x + (1 - t) * velocity_from_output(out)
 

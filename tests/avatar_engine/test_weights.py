@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from avatar_engine.config import Preset
 from avatar_engine.costs import parameter_counts
 from avatar_engine.model.dit import AUDIO_MODULES, names_match
-from avatar_engine.weights import WeightLoadError, build_dit, load_dit, save_dit
+from avatar_engine.weights import WeightLoadError, build_dit, load_dit, random_dit, save_dit
 from tests.conftest import MICRO_STREAM, make_scene, micro_dit, random_model
 
 
@@ -107,3 +107,21 @@ def test_14b_builds_on_meta_without_memory():
     assert 2.0e9 < counts.image < 2.2e9
     assert 1.1e9 < counts.audio < 1.35e9
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 < 8 * 2**30
+
+
+def test_a_random_model_moves_no_other_draw():
+    """random_dit and random_vae seed their own initialisation and leave torch's generator
+    where it was: the same seed gives the same weights, and the caller's next draw is the one
+    it would have been."""
+    from avatar_engine.config import VAEConfig
+    from avatar_engine.vae.weights import random_vae
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = random_dit(micro_dit(), device="cpu", dtype=torch.float32, seed=5)
+    vae = random_vae(VAEConfig.from_name("tiny"), device="cpu", seed=5)
+    assert torch.equal(torch.rand(3), expected)
+    again = random_dit(micro_dit(), device="cpu", dtype=torch.float32, seed=5)
+    assert torch.equal(first.blocks[0].ffn[0].weight, again.blocks[0].ffn[0].weight)
+    assert torch.equal(vae.conv1.weight, random_vae(vae.cfg, device="cpu", seed=5).conv1.weight)
