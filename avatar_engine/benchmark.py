@@ -15,6 +15,7 @@ from avatar_engine.config import Preset
 from avatar_engine.costs import chunk_flops
 from avatar_engine.scene import SceneConditioning, face_mask_from_box
 from avatar_engine.session import StreamSession
+from avatar_engine.vae.reference_decoder import StillPicture
 from avatar_engine.weights import random_dit
 
 WINDOW = 11  # chunks per timing window (median taken), centred on the chunk named
@@ -115,6 +116,10 @@ def bench_inputs(preset: Preset, seed: int = 0) -> tuple[SceneConditioning, torc
         if cfg.image_dim is None
         else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
         canvas=canvas,
+        picture=StillPicture(
+            torch.randint(0, 256, (1, *model, 3), generator=gen, dtype=torch.uint8),
+            torch.randn(1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen),
+        ),
     )
     shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
     return scene, torch.randn(shape, generator=gen)

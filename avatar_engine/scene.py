@@ -11,7 +11,7 @@ from avatar_engine.canvas import Canvas, face_window
 from avatar_engine.config import DiTConfig, StreamConfig
 from avatar_engine.vae.detail import decode_still, encode_still
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.vae.reference_decoder import ReferenceDecoder
+from avatar_engine.vae.reference_decoder import ReferenceDecoder, StillPicture
 from avatar_engine.vae.video import from_uint8_frames
 
 
@@ -27,8 +27,8 @@ class SceneConditioning:
     # first (the reference, or the picture held still: DiTConfig.still_reference); 0 if None
     canvas: Canvas | None = None  # how decoded frames become what people see (the output
     # picture, the window the model animates, the detail restored); None: frames as decoded
-    picture: torch.Tensor | None = None  # [B, H, W, 3] uint8 at the model's size: the window
-    # the model animates, which a reference decoder draws its frames against
+    picture: StillPicture | None = None  # the window the model animates, at its size, and its
+    # latent held still: what a reference decoder draws its frames against
 
     @property
     def batch(self) -> int:
@@ -49,7 +49,8 @@ class SceneConditioning:
         if self.blank_latent is not None:
             expected["blank_latent"] = expected["reference_latent"]
         if self.picture is not None:
-            expected["picture"] = (b, stream.height, stream.width, 3)
+            expected["picture.pixels"] = (b, stream.height, stream.width, 3)
+            expected["picture.latent"] = expected["reference_latent"]
         if self.canvas is not None:
             expected["canvas.picture"] = (b, stream.output_height, stream.output_width, 3)
             if self.canvas.still is not None:
@@ -173,9 +174,10 @@ def scene_from_image(
     pixels = from_uint8_frames(picture)[None].to(param.device, param.dtype)
     with torch.inference_mode():
         reference = vae.encode_image(pixels).float()  # [1, z, h, w]
-    still = None
-    if cfg.still_reference or stream.restore_detail:
+    still, held = None, None
+    if cfg.still_reference or stream.restore_detail or reference_decoder is not None:
         still = encode_still(vae, picture[None])
+        held = StillPicture(picture[None].to(reference.device), still[:, :, -1].float())
     blank = None
     if cfg.reference_every_frame:
         blank = still[:, :, -1].float() if cfg.still_reference else reference
@@ -183,9 +185,7 @@ def scene_from_image(
     if stream.restore_detail or size != (stream.height, stream.width):
         decoded = None
         if stream.restore_detail:
-            decoded = decode_still(
-                vae, still, reference_decoder=reference_decoder, picture=picture[None]
-            )
+            decoded = decode_still(vae, still, reference_decoder=reference_decoder, picture=held)
         model = (stream.height, stream.width)
         canvas = Canvas.of(image[None].cpu(), window, model, decoded, face_boxes)
     masks = torch.stack([face_mask_from_box(stream, box) for box in boxes])
@@ -195,5 +195,5 @@ def scene_from_image(
         context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
         blank_latent=blank,
         canvas=canvas,
-        picture=picture[None].to(reference.device),
+        picture=held,
     )

@@ -63,7 +63,14 @@ def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int
     process."""
     stream, dev = spec.preset.stream, torch.device(device)
     scene, features = bench_inputs(spec.preset, seed)
-    session = StreamSession(spec.build_dit(dev), stream, scene, seed=seed, vae=spec.build_vae(dev))
+    session = StreamSession(
+        spec.build_dit(dev),
+        stream,
+        scene,
+        seed=seed,
+        vae=spec.build_vae(dev),
+        reference_decoder=spec.build_reference_decoder(dev),
+    )
     dit, decode, canvas = [], [], []
     for _ in range(chunks):
         start = time.perf_counter()

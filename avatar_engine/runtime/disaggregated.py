@@ -152,7 +152,7 @@ class DisaggregatedRuntime(Runtime):
         if self.spec.reference_decoder_weights:
             if scene.picture is None:
                 raise ValueError("this engine's reference decoder needs the scene's picture")
-            self._send(self.settings.decoder_rank, StreamPicture(scene.picture.cpu()))
+            self._send(self.settings.decoder_rank, StreamPicture(scene.picture.to("cpu")))
         self._send(0, StartStream(scene, seed))
         self._canvas = scene.canvas  # applied here: the decoder rank does not see the scene
         self._in_session = True

@@ -19,6 +19,7 @@ import torch
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
+from avatar_engine.vae.reference_decoder import StillPicture
 
 AUTHKEY_ENV = "AVATAR_RUNTIME_AUTHKEY"  # the key a rank connects back with, hex
 
@@ -73,7 +74,7 @@ class StartStream:
 @dataclass(frozen=True)
 class StreamPicture:
     kind: ClassVar[str] = "picture"
-    picture: torch.Tensor  # [B, H, W, 3] uint8: what the reference decoder draws against
+    picture: StillPicture  # on the CPU: what the reference decoder draws against
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from avatar_engine.scene import SceneConditioning
 from avatar_engine.session import StreamSession
 from avatar_engine.vae.chunk_decoder import ChunkDecoder
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.vae.reference_decoder import ReferenceDecoder
+from avatar_engine.vae.reference_decoder import ReferenceDecoder, StillPicture
 
 WARMUP_CHUNKS = 3  # the sink, first and steady chunk roles
 
@@ -45,7 +45,11 @@ def warm_up_decoder(
 ) -> None:
     """Decode a first chunk and a later one of zero latents (against a grey picture)."""
     stream = spec.preset.stream
-    picture = torch.full((1, stream.height, stream.width, 3), 128, dtype=torch.uint8)
+    device = vae.conv2.weight.device
+    picture = StillPicture(
+        torch.full((1, stream.height, stream.width, 3), 128, dtype=torch.uint8, device=device),
+        torch.zeros(1, spec.preset.vae.z_dim, stream.latent_h, stream.latent_w, device=device),
+    )
     decoder = ChunkDecoder(vae, stream.fps, reference_decoder=reference_decoder, picture=picture)
     latents = torch.zeros(
         chunk_latent_shape(spec.preset.dit, stream, 1), device=vae.conv2.weight.device

@@ -6,8 +6,8 @@ import torch
 
 from avatar_engine.chunks import LatentChunk, VideoChunk
 from avatar_engine.vae.model import DecoderState, WanVAE
-from avatar_engine.vae.reference_decoder import ReferenceDecoder, ReferenceState
-from avatar_engine.vae.video import from_uint8_frames, to_uint8_frames
+from avatar_engine.vae.reference_decoder import ReferenceDecoder, ReferenceState, StillPicture
+from avatar_engine.vae.video import to_uint8_frames
 
 
 class ChunkDecoder:
@@ -21,10 +21,9 @@ class ChunkDecoder:
         fps: int,
         *,
         reference_decoder: ReferenceDecoder | None = None,
-        picture: torch.Tensor | None = None,
+        picture: StillPicture | None = None,
     ):
-        """picture: [B, H, W, 3] uint8 at the model's size, the scene's; the reference
-        decoder needs it."""
+        """picture: the scene's (SceneConditioning.picture); the reference decoder needs it."""
         self.vae, self.fps, self.reference_decoder = vae, fps, reference_decoder
         param = vae.conv2.weight
         self.device, self.dtype = param.device, param.dtype
@@ -32,9 +31,8 @@ class ChunkDecoder:
         if reference_decoder is not None:
             if picture is None:
                 raise ValueError("the reference decoder draws against the scene's picture: pass it")
-            pixels = from_uint8_frames(picture).to(self.device, self.dtype)  # [B, 3, H, W]
             with torch.inference_mode():
-                self.state = reference_decoder.start(pixels)
+                self.state = reference_decoder.start(picture)
         self.next_index = 0
 
     def decode(self, chunk: LatentChunk) -> VideoChunk:

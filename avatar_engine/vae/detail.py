@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from avatar_engine.vae.model import WanVAE
-from avatar_engine.vae.reference_decoder import ReferenceDecoder
+from avatar_engine.vae.reference_decoder import ReferenceDecoder, StillPicture
 from avatar_engine.vae.video import from_uint8_frames, to_uint8_frames
 
 STILL_LATENT_FRAMES = 5  # a still this long decodes within about a level of its steady state
@@ -39,7 +39,7 @@ def decode_still(
     still: torch.Tensor,
     *,
     reference_decoder: ReferenceDecoder | None = None,
-    picture: torch.Tensor | None = None,
+    picture: StillPicture | None = None,
 ) -> torch.Tensor:
     """[B, H, W, 3] float 0..255: the picture as the stream's decoder shows it held still (the
     last frame of encode_still's latents, decoded), what canvas.Canvas measures the lost detail
@@ -47,8 +47,8 @@ def decode_still(
 
     Args:
         still: [B, z, STILL_LATENT_FRAMES, h, w], from encode_still.
-        reference_decoder: the stream's, if it has one, and then `picture` ([B, H, W, 3]
-            uint8), the picture it draws against.
+        reference_decoder: the stream's, if it has one, and then `picture`, the picture it
+            draws against.
     """
     with torch.inference_mode():
         if reference_decoder is None:
@@ -56,6 +56,5 @@ def decode_still(
         else:
             if picture is None:
                 raise ValueError("the reference decoder draws against the picture: pass it")
-            pixels = from_uint8_frames(picture).to(still.device, still.dtype)
-            video, _ = reference_decoder.decode(still, reference_decoder.start(pixels))
+            video, _ = reference_decoder.decode(still, reference_decoder.start(picture))
     return to_uint8_frames(video)[:, -1].float().cpu()

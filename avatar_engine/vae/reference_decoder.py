@@ -6,9 +6,10 @@ DiT does per chunk. Yet nearly all of every frame is the picture the stream star
 the mouth, the eyes and a little sway move. This decoder is given the picture once per stream
 (its features at four scales, computed once) and draws each frame as the picture plus a
 change: where nothing moves it returns the picture itself, sharp, and its capacity goes to the
-mouth. It reads the same latents (the VAE's encoder and the DiT are unchanged) and is trained
-against the frames those latents were encoded from (avatar_engine/training/decoder.py), as
-tiny decoders distilled for Wan are (TAEHV).
+mouth. It reads each latent frame beside the latent of the picture held still, so what has
+changed is there to see. It reads the same latents (the VAE's encoder and the DiT are
+unchanged) and is trained against the frames those latents were encoded from
+(avatar_engine/training/decoder.py), as tiny decoders distilled for Wan are (TAEHV).
 
 Streaming is exact by construction: each latent frame decodes to its 4 frames from itself and
 the latent frame before it, so the only state between chunks is the previous latent frame.
@@ -17,13 +18,14 @@ Like the causal VAE, latent frame 0 of a stream stands for frame 0 alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from avatar_engine.config import VAEConfig
+from avatar_engine.vae.video import from_uint8_frames
 
 WIDTHS = (24, 32, 64, 64)  # features at full, 1/2, 1/4 and 1/8 of the frame's side
 PICTURE_WIDTHS = (16, 32, 64, 64)  # the picture's features at the same four scales
@@ -41,11 +43,24 @@ class _Residual(nn.Module):
         return x + self.b(F.silu(self.a(x)))
 
 
+@dataclass(frozen=True)
+class StillPicture:
+    """The picture a stream animates, at the model's size, and the latent it encodes to held
+    still (vae.detail.encode_still's last), against which the latents show what has changed."""
+
+    pixels: torch.Tensor  # [B, H, W, 3] uint8
+    latent: torch.Tensor  # [B, z, h, w]
+
+    def to(self, device: torch.device | str) -> StillPicture:
+        return StillPicture(self.pixels.to(device), self.latent.to(device))
+
+
 @dataclass
 class ReferenceState:
     """One stream's decoding state: the picture, its features, the last latent frame."""
 
     picture: torch.Tensor  # [B, 3, H, W] in [-1, 1]
+    still: torch.Tensor  # [B, z, h, w] the latent of the picture held still
     features: tuple[torch.Tensor, ...]  # full, 1/2, 1/4, 1/8 scale
     previous: torch.Tensor | None  # [B, z, h, w], the last latent frame decoded
     latent_frames: int = 0
@@ -66,7 +81,7 @@ class ReferenceDecoder(nn.Module):
             + [nn.Conv2d(p[i - 1], p[i], 3, stride=2, padding=1) for i in range(1, 4)]
         )
         w = WIDTHS
-        self.stem = nn.Conv2d(2 * cfg.z_dim + p[3], w[3], 3, padding=1)
+        self.stem = nn.Conv2d(3 * cfg.z_dim + p[3], w[3], 3, padding=1)
         self.coarse = _Residual(w[3])
         self.up32 = nn.Conv2d(w[3] + p[2], w[2], 3, padding=1)
         self.mid = _Residual(w[2])
@@ -77,26 +92,30 @@ class ReferenceDecoder(nn.Module):
         nn.init.zeros_(self.out.weight)  # untrained, it returns the picture
         nn.init.zeros_(self.out.bias)
 
-    def start(self, picture: torch.Tensor) -> ReferenceState:
-        """A stream of `picture` ([B, 3, H, W] in [-1, 1]) begins."""
-        features, x = [], picture
+    def start(self, picture: StillPicture) -> ReferenceState:
+        """A stream of `picture` begins."""
+        param = self.out.weight
+        pixels = from_uint8_frames(picture.pixels).to(param.device, param.dtype)  # [B, 3, H, W]
+        features, x = [], pixels
         for conv in self.picture_convs:
             x = F.silu(conv(x))
             features.append(x)
-        return ReferenceState(picture, tuple(features), None)
+        still = picture.latent.to(param.device, param.dtype)
+        return ReferenceState(pixels, still, tuple(features), None)
 
     def frames(self, z: torch.Tensor, state: ReferenceState) -> torch.Tensor:
         """All `temporal` frames of each latent frame: [B, 3, T * temporal, H, W]."""
         b, _, t, h, w = z.shape
         previous = z[:, :, 0] if state.previous is None else state.previous
         before = torch.cat([previous[:, :, None], z[:, :, :-1]], dim=2)
-        pairs = torch.cat([z, before], dim=1).transpose(1, 2).flatten(0, 1)  # [B*T, 2z, h, w]
+        still = state.still[:, :, None].expand_as(z)
+        inputs = torch.cat([z, before, still], dim=1).transpose(1, 2).flatten(0, 1)  # [B*T, 3z, ..]
 
         def each(feature: torch.Tensor) -> torch.Tensor:  # [B, C, ...] -> [B*T, C, ...]
             return feature.repeat_interleave(t, dim=0)
 
         f128, f64, f32, f16 = state.features
-        x = self.coarse(F.silu(self.stem(torch.cat([pairs, each(f16)], 1))))
+        x = self.coarse(F.silu(self.stem(torch.cat([inputs, each(f16)], 1))))
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         x = self.mid(F.silu(self.up32(torch.cat([x, each(f32)], 1))))
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -121,7 +140,7 @@ class ReferenceDecoder(nn.Module):
             video = video[:, :, self.temporal - 1 :]  # latent frame 0 stands for frame 0 alone
         if clamp:
             video = video.clamp(-1.0, 1.0)
-        after = ReferenceState(
-            state.picture, state.features, z[:, :, -1], state.latent_frames + z.shape[2]
-        )
+        # a copy: the caller may reuse z's memory for a later chunk (the decoder rank's buffers)
+        previous = z[:, :, -1].clone()
+        after = replace(state, previous=previous, latent_frames=state.latent_frames + z.shape[2])
         return video, after

@@ -20,7 +20,7 @@ from avatar_engine.runtime.disaggregated import DisaggregatedRuntime
 from avatar_engine.runtime.local import LocalRuntime
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
-from avatar_engine.vae.reference_decoder import ReferenceDecoder
+from avatar_engine.vae.reference_decoder import ReferenceDecoder, StillPicture
 from tests.conftest import MICRO_STREAM, make_scene, micro_dit, random_features
 
 CHUNKS = 4  # sink, first, two steady: the caches roll over
@@ -155,8 +155,8 @@ def test_both_runtimes_draw_with_a_reference_decoder(local_chunks, tmp_path):
     save_file(decoder.state_dict(), str(weights))
     spec = replace(SPEC, reference_decoder_weights=(str(weights),))
     gen = torch.Generator().manual_seed(4)
-    picture = torch.randint(0, 256, (1, 64, 64, 3), generator=gen, dtype=torch.uint8)
-    scene = replace(SCENE, picture=picture)
+    pixels = torch.randint(0, 256, (1, 64, 64, 3), generator=gen, dtype=torch.uint8)
+    scene = replace(SCENE, picture=StillPicture(pixels, torch.randn(1, 16, 8, 8, generator=gen)))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -12,6 +12,7 @@ from avatar_engine.scene import scene_from_image
 from avatar_engine.training.batch import dit_inputs, encode_clip
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.motion import mouth_region
+from avatar_engine.training.decoder import decoder_loss
 from avatar_engine.training.distill import guidance_scale, silenced, teacher_ode
 from avatar_engine.training.teacher import (
     FACE_WEIGHT,
@@ -135,3 +136,16 @@ def test_guidance_on_the_mouths_only_moves_the_mouths_most(setup):
     change = (guided - plain).abs().mean(dim=(1, 2))  # [B, h, w]
     near = guidance_scale(inputs, 3.0, mouths_only=True)[:, 0, 0] > 1
     assert change[near].mean() > 3 * change[~near].mean()
+
+
+def test_the_decoder_loss_is_zero_on_the_target_and_weighs_the_mouth():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 3, 5, 16, 16, generator=gen) * 2 - 1
+    weights = torch.ones(1, 1, 1, 16, 16)
+    weights[..., 8:12, 4:12] = 11  # a mouth
+    assert float(decoder_loss(target, target, weights)["loss"]) == 0.0
+    at_mouth, elsewhere = target.clone(), target.clone()
+    at_mouth[:, :, 2, 9, 6] += 0.5
+    elsewhere[:, :, 2, 2, 6] += 0.5
+    mouth_loss = float(decoder_loss(at_mouth, target, weights)["loss"])
+    assert mouth_loss == pytest.approx(11 * float(decoder_loss(elsewhere, target, weights)["loss"]))
