@@ -7,6 +7,7 @@ in it stay valid: this stage can follow any VAE and any teacher or student.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,10 @@ def train_decoder(
             z = clip.latents[None, :, start : start + WINDOW_LATENTS]
             z = z + float(rng.uniform(0, LATENT_NOISE)) * torch.randn_like(z)
             state = decoder.start(clip.still)
-            if start:
-                state.previous, state.latent_frames = clip.latents[None, :, start - 1], start
+            if start:  # as if the stream had decoded the frames before the window
+                state = replace(
+                    state, previous=clip.latents[None, :, start - 1], latent_frames=start
+                )
             frames, _ = decoder.decode(z, state, clamp=False)
             first = 0 if start == 0 else 1 + temporal * (start - 1)
             shown = clip.video[first : first + frames.shape[2]]

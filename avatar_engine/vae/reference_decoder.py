@@ -7,8 +7,8 @@ the mouth, the eyes and a little sway move. This decoder is given the picture on
 (its features at four scales, computed once) and draws each frame as the picture plus a
 change: where nothing moves it returns the picture itself, sharp, and its capacity goes to the
 mouth. It reads each latent frame beside the latent of the picture held still, so what has
-changed is there to see. It reads the same latents (the VAE's encoder and the DiT are
-unchanged) and is trained against the frames those latents were encoded from
+changed is there to see. The latents are the VAE's (its encoder and the DiT are unchanged),
+and it is trained against the frames those latents were encoded from
 (avatar_engine/training/decoder.py), as tiny decoders distilled for Wan are (TAEHV).
 
 Streaming is exact by construction: each latent frame decodes to its 4 frames from itself and
@@ -55,7 +55,7 @@ class StillPicture:
         return StillPicture(self.pixels.to(device), self.latent.to(device))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReferenceState:
     """One stream's decoding state: the picture, its features, the last latent frame."""
 

@@ -19,6 +19,7 @@ from app.local_call import CallLimits, LocalCalls
 from tests.web.conftest import LIBRARY, call, call_with, calls_of, served, wait_until
 from tests.web.test_call_http import GOOD
 from web.app import create_app
+from web.limits import WebLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOOD_EVERY_S = 0.1  # the probe offered every 0.5 s; this is five times as hard
@@ -28,7 +29,14 @@ TURN_S = 20.0  # a generous bound for a greeting on a loaded CPU
 def test_an_offer_flood_from_one_address_does_not_lock_out_a_real_caller(micro_engine):
     limits = CallLimits(connect_window_s=1.0)  # 5 s by default
     app = create_app(
-        engine_factory=lambda: micro_engine, library=LIBRARY, sessions=1, call_limits=limits
+        engine_factory=lambda: micro_engine,
+        library=LIBRARY,
+        sessions=1,
+        call_limits=limits,
+        # every offer reaches the admission: at the default 10 calls a minute the address's
+        # rate (tests/web/test_exposure.py) refuses the flood before its first call is
+        # abandoned, or after, as the machine's load decides
+        web_limits=WebLimits(calls_per_minute=10_000),
     )
     refusals: list[tuple[int, str]] = []
     answered = 0
@@ -72,12 +80,10 @@ def test_an_offer_flood_from_one_address_does_not_lock_out_a_real_caller(micro_e
     assert len(refusals) >= 10
     assert {status for status, _ in refusals} == {429}
     reasons = {detail.split(";")[0] for _, detail in refusals}
-    assert reasons <= {
+    assert reasons == {
         "your address already has 1 call(s) open, the most one address may have",
         "your last call did not connect",
-        "too many calls started from your address",
     }
-    assert "your last call did not connect" in reasons
     assert took < limits.connect_window_s + 4  # it waited out the window, not 20 s and busy
     assert played >= micro_engine.fps // 2
 
