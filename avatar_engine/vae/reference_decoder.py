@@ -106,13 +106,14 @@ class ReferenceDecoder(nn.Module):
     def frames(self, z: torch.Tensor, state: ReferenceState) -> torch.Tensor:
         """All `temporal` frames of each latent frame: [B, 3, T * temporal, H, W]."""
         b, _, t, h, w = z.shape
-        previous = z[:, :, 0] if state.previous is None else state.previous
+        previous = z[:, :, 0] if state.previous is None else state.previous  # stream start
         before = torch.cat([previous[:, :, None], z[:, :, :-1]], dim=2)
         still = state.still[:, :, None].expand_as(z)
         inputs = torch.cat([z, before, still], dim=1).transpose(1, 2).flatten(0, 1)  # [B*T, 3z, ..]
 
         def each(feature: torch.Tensor) -> torch.Tensor:  # [B, C, ...] -> [B*T, C, ...]
-            return feature.repeat_interleave(t, dim=0)
+            # a view (for one stream): the cat below makes the only copy
+            return feature.unsqueeze(1).expand(-1, t, *feature.shape[1:]).flatten(0, 1)
 
         f128, f64, f32, f16 = state.features
         x = self.coarse(F.silu(self.stem(torch.cat([inputs, each(f16)], 1))))
