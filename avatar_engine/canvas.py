@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from avatar_engine.chunks import VideoChunk
+from avatar_engine.chunks import LatentChunk, VideoChunk
+from avatar_engine.vae.chunk_decoder import ChunkDecoder
 from avatar_engine.vae.video import UINT8_MAX
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1), fractions of a frame
@@ -244,6 +245,19 @@ class Canvas:
         out = self.picture[:, None].repeat(1, frames.shape[1], 1, 1, 1)  # [B, T, H, W, 3]
         self.paste.of(out).copy_(shown.permute(0, 1, 3, 4, 2))
         return replace(chunk, frames=out)
+
+
+class Presenter:
+    """A stream's latent chunks as the frames people see: decoded in order, then, where the
+    scene has a canvas, pasted into it. The one place every runtime makes its frames (in the
+    process that decodes them)."""
+
+    def __init__(self, decoder: ChunkDecoder, canvas: Canvas | None):
+        self.decoder, self.canvas = decoder, canvas
+
+    def present(self, chunk: LatentChunk) -> VideoChunk:
+        video = self.decoder.decode(chunk)
+        return video if self.canvas is None else self.canvas.present(video)
 
 
 def _grid(window: Window, paste: Window) -> torch.Tensor:

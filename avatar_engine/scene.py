@@ -67,29 +67,69 @@ class SceneConditioning:
             )
 
     def reference_channels(self, stream: StreamConfig, temporal_stride: int, *, first: bool):
-        """Wan I2V conditioning channels for one chunk: [mask | reference latent].
-
-        Chunk 0 carries the reference in its first latent frame (mask 1 on all temporal_stride
-        mask channels there); every other latent frame carries the blank latent and mask 0.
+        """Wan I2V conditioning channels for one chunk (see reference_channels()).
 
         Returns:
             [B, temporal_stride + z, Fc, h, w]
         """
-        ref = self.reference_latent
-        blank = torch.zeros_like(ref) if self.blank_latent is None else self.blank_latent
-        frames = [blank] * stream.chunk_latent_frames
-        mask = torch.zeros(
-            ref.shape[0],
-            temporal_stride,
+        return reference_channels(
+            self.reference_latent,
+            self.blank_latent,
             stream.chunk_latent_frames,
-            *ref.shape[2:],
-            dtype=ref.dtype,
-            device=ref.device,
-        )  # [B, stride, Fc, h, w]
-        if first:
-            frames[0] = ref
-            mask[:, :, 0] = 1
-        return torch.cat([mask, torch.stack(frames, dim=2)], dim=1)
+            temporal_stride,
+            first=first,
+        )
+
+
+def blank_latent(
+    cfg: DiTConfig, reference: torch.Tensor, still: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The latent the frames after the first are conditioned on (DiTConfig.reference_every_frame):
+    the picture held still (DiTConfig.still_reference) or the reference; None: zeros."""
+    if not cfg.reference_every_frame:
+        return None
+    if not cfg.still_reference:
+        return reference
+    if still is None:
+        raise ValueError("this preset conditions on the picture held still: encode_still() it")
+    return still
+
+
+def reference_channels(
+    reference: torch.Tensor,
+    blank: torch.Tensor | None,
+    frames: int,
+    temporal_stride: int,
+    *,
+    first: bool = True,
+) -> torch.Tensor:
+    """Wan I2V conditioning channels: [mask | latent] for `frames` latent frames, the stream's
+    (a chunk at a time) and training's (a whole clip) alike.
+
+    The first chunk carries the reference in its first latent frame (mask 1 on all
+    temporal_stride mask channels there); every other latent frame carries the blank latent
+    (zeros if None) and mask 0.
+
+    Args:
+        reference, blank: [B, z, h, w].
+
+    Returns:
+        [B, temporal_stride + z, frames, h, w]
+    """
+    rest = torch.zeros_like(reference) if blank is None else blank
+    latents = [rest] * frames
+    mask = torch.zeros(
+        reference.shape[0],
+        temporal_stride,
+        frames,
+        *reference.shape[2:],
+        dtype=reference.dtype,
+        device=reference.device,
+    )  # [B, stride, frames, h, w]
+    if first:
+        latents[0] = reference
+        mask[:, :, 0] = 1
+    return torch.cat([mask, torch.stack(latents, dim=2)], dim=1)
 
 
 def face_mask_from_box(
@@ -178,9 +218,7 @@ def scene_from_image(
     if cfg.still_reference or stream.restore_detail or reference_decoder is not None:
         still = encode_still(vae, picture[None])
         held = StillPicture(picture[None].to(reference.device), still[:, :, -1].float())
-    blank = None
-    if cfg.reference_every_frame:
-        blank = still[:, :, -1].float() if cfg.still_reference else reference
+    blank = blank_latent(cfg, reference, None if held is None else held.latent)
     canvas = None
     if stream.restore_detail or size != (stream.height, stream.width):
         decoded = None

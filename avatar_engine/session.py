@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from avatar_engine.cache import StreamCache
+from avatar_engine.canvas import Presenter
 from avatar_engine.chunks import LatentChunk, VideoChunk, chunk_latent_shape
 from avatar_engine.config import StreamConfig
 from avatar_engine.model.audio import AudioConditioning
@@ -25,7 +26,8 @@ class StreamSession:
     context into every block's K/V, build the reference channels and the slot RoPE tables,
     and allocate the per-step K/V caches. After that, next_chunk() allocates nothing that
     grows with the stream and never syncs with the host. Given a VAE, next_frames() also
-    decodes each chunk to RGB frames (with the reference decoder, where one is given).
+    makes each chunk's frames people see (decoded, with the reference decoder where one is
+    given, and pasted into the scene's canvas).
     """
 
     def __init__(
@@ -64,12 +66,12 @@ class StreamSession:
             self.timesteps = self.sampler.step_timesteps(scene.batch, self.device)
             self.face_masks = scene.face_masks.to(self.device)
             self.cache = self.new_cache(batch=scene.batch, device=self.device, dtype=param.dtype)
-        self.decoder = None
+        self.presenter = None
         if vae is not None:
-            self.decoder = ChunkDecoder(
+            decoder = ChunkDecoder(
                 vae, stream.fps, reference_decoder=reference_decoder, picture=scene.picture
             )
-        self.canvas = scene.canvas
+            self.presenter = Presenter(decoder, scene.canvas)
         self.latent_shape = chunk_latent_shape(cfg, stream, scene.batch)
 
     def window_slots(self, tables: tuple[RopeTable, ...]) -> tuple[RopeTable, ...]:
@@ -81,15 +83,10 @@ class StreamSession:
         return StreamCache(self.model.cfg, self.stream, batch=batch, device=device, dtype=dtype)
 
     def next_frames(self, features: torch.Tensor, speaking: torch.Tensor) -> VideoChunk:
-        """next_chunk, decoded: the chunk's RGB frames with their presentation timestamps."""
-        if self.decoder is None:
+        """next_chunk as people see it: its RGB frames with their presentation timestamps."""
+        if self.presenter is None:
             raise ValueError("this session has no VAE: pass vae= to decode frames")
-        return self.decode(self.next_chunk(features, speaking))
-
-    def decode(self, chunk: LatentChunk) -> VideoChunk:
-        """A chunk of this stream to the RGB frames people see (scene.canvas)."""
-        video = self.decoder.decode(chunk)
-        return video if self.canvas is None else self.canvas.present(video)
+        return self.presenter.present(self.next_chunk(features, speaking))
 
     def next_chunk(self, features: torch.Tensor, speaking: torch.Tensor) -> LatentChunk:
         """Generate the next chunk.

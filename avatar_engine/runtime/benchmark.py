@@ -77,10 +77,11 @@ def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int
         chunk = session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
         sync(dev)
         decoding = time.perf_counter()
-        video = session.decoder.decode(chunk)  # ends with the frames on the CPU: synchronised
+        presenter = session.presenter
+        video = presenter.decoder.decode(chunk)  # ends with the frames on the CPU: synchronised
         presenting = time.perf_counter()
-        if scene.canvas is not None:
-            scene.canvas.present(video)
+        if presenter.canvas is not None:
+            presenter.canvas.present(video)
         dit.append(decoding - start)
         decode.append(presenting - decoding)
         canvas.append(time.perf_counter() - presenting)

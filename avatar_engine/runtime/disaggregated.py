@@ -26,12 +26,12 @@ from typing import NoReturn
 
 import torch
 
-from avatar_engine.canvas import Canvas
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.base import Runtime
 from avatar_engine.runtime.protocol import (
     AUTHKEY_ENV,
     Command,
+    DecoderScene,
     EndStream,
     Frames,
     Init,
@@ -42,7 +42,6 @@ from avatar_engine.runtime.protocol import (
     Ready,
     StartStream,
     Stop,
-    StreamPicture,
     receive,
     send,
 )
@@ -131,7 +130,6 @@ class DisaggregatedRuntime(Runtime):
         self._finalizer = weakref.finalize(self, _shutdown, self.procs, listener, workdir)
         self._listener = listener
         self._speaking: deque[torch.Tensor] = deque()  # of chunks submitted, not yet received
-        self._canvas: Canvas | None = None  # the session's scene's
         self._in_session = False
         self.conns: list[Connection] = []
         try:
@@ -149,12 +147,13 @@ class DisaggregatedRuntime(Runtime):
     def start_session(self, scene: SceneConditioning, *, seed: int = 0) -> None:
         scene.validate(self.spec.preset.dit, self.stream)
         self.end_session()
+        picture = None
         if self.spec.reference_decoder_weights:
             if scene.picture is None:
                 raise ValueError("this engine's reference decoder needs the scene's picture")
-            self._send(self.settings.decoder_rank, StreamPicture(scene.picture.to("cpu")))
+            picture = scene.picture.to("cpu")
+        self._send(self.settings.decoder_rank, DecoderScene(picture, scene.canvas))
         self._send(0, StartStream(scene, seed))
-        self._canvas = scene.canvas  # applied here: the decoder rank does not see the scene
         self._in_session = True
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:
@@ -175,8 +174,7 @@ class DisaggregatedRuntime(Runtime):
                 message = self._recv(self.settings.decoder_rank)
                 if not isinstance(message, Frames):
                     self._fail(self.settings.decoder_rank, f"sent {message.kind!r}, not frames")
-                chunk = replace(message.video, speaking=self._speaking.popleft())
-                return chunk if self._canvas is None else self._canvas.present(chunk)
+                return replace(message.video, speaking=self._speaking.popleft())
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"no frames within {timeout} s")
 
@@ -311,7 +309,7 @@ class DisaggregatedRuntime(Runtime):
         if not self._finalizer.alive:
             raise RuntimeError("the runtime is closed")
 
-    def _send(self, rank: int, message: Command | StreamPicture) -> None:
+    def _send(self, rank: int, message: Command | DecoderScene) -> None:
         self._ensure_open()
         self._check()
         try:

@@ -1,8 +1,8 @@
 """Messages between the runtime and its ranks, over local sockets: one dataclass per kind.
 
 The runtime says Init to every rank, then StartStream, NextChunk, EndStream and Stop to DiT
-rank 0, and, where the engine draws frames with a reference decoder, the stream's
-StreamPicture to the decoder before each StartStream; each rank says Hello on connecting and
+rank 0, and the stream's DecoderScene to the decoder before each StartStream; each rank says
+Hello on connecting and
 Ready once built; the decoder sends Frames; any rank may send RankFailed. Each message's
 `kind` names it in the runtime's reports.
 """
@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import torch
 
+from avatar_engine.canvas import Canvas
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.runtime.spec import EngineSpec
 from avatar_engine.scene import SceneConditioning
@@ -72,9 +73,10 @@ class StartStream:
 
 
 @dataclass(frozen=True)
-class StreamPicture:
-    kind: ClassVar[str] = "picture"
-    picture: StillPicture  # on the CPU: what the reference decoder draws against
+class DecoderScene:
+    kind: ClassVar[str] = "decoder scene"
+    picture: StillPicture | None  # on the CPU: what a reference decoder draws against
+    canvas: Canvas | None  # the frames people see, which the decoded frames are pasted into
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ Message = (
     | Init
     | Ready
     | StartStream
-    | StreamPicture
+    | DecoderScene
     | NextChunk
     | EndStream
     | Stop

@@ -15,9 +15,11 @@ from multiprocessing.connection import Connection
 import torch
 import torch.distributed as dist
 
+from avatar_engine.canvas import Presenter
 from avatar_engine.chunks import LatentChunk, chunk_latent_shape
 from avatar_engine.runtime.protocol import (
     Command,
+    DecoderScene,
     EndStream,
     Frames,
     NextChunk,
@@ -25,7 +27,6 @@ from avatar_engine.runtime.protocol import (
     Ready,
     StartStream,
     Stop,
-    StreamPicture,
     receive,
     send,
 )
@@ -174,18 +175,16 @@ class DecoderRank:
 
     def stream(self, batch: int) -> None:
         """Decode one session's chunks until its END message."""
-        picture = None
-        if self.reference_decoder is not None:  # the runtime sent it before the stream began
-            message = receive(self.conn)
-            if not isinstance(message, StreamPicture):
-                raise RuntimeError(f"the runtime sent {message.kind!r}, not the stream's picture")
-            picture = message.picture
+        message = receive(self.conn)  # the runtime sent it before the stream began
+        if not isinstance(message, DecoderScene):
+            raise RuntimeError(f"the runtime sent {message.kind!r}, not the stream's scene")
         decoder = ChunkDecoder(
             self.vae,
             self.spec.preset.stream.fps,
             reference_decoder=self.reference_decoder,
-            picture=picture,
+            picture=message.picture,
         )
+        presenter = Presenter(decoder, message.canvas)
         shape = latent_shape(self.spec, batch)
         buffers = [
             (
@@ -204,5 +203,5 @@ class DecoderRank:
             pending = self._receive(*buffers[(turn + 1) % 2])  # arrives while this one decodes
             index, first, frames = (int(v) for v in header[1:])
             no_speakers = torch.zeros(batch, 0, dtype=torch.bool)  # the caller knows who spoke
-            video = decoder.decode(LatentChunk(index, latents, first, frames, no_speakers))
+            video = presenter.present(LatentChunk(index, latents, first, frames, no_speakers))
             send(self.conn, Frames(video))

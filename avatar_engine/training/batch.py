@@ -11,7 +11,7 @@ from avatar_engine.audio.encoder import SpeechEncoder
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.model.audio import AudioConditioning
-from avatar_engine.scene import face_mask_from_box
+from avatar_engine.scene import blank_latent, face_mask_from_box, reference_channels
 from avatar_engine.training.data.clips import Clip
 from avatar_engine.training.data.motion import mouth_mask
 from avatar_engine.training.features import clip_windows
@@ -68,21 +68,6 @@ class DiTInputs:
     mouths: torch.Tensor  # [B, h, w] 1 on the latent cells that show a mouth
 
 
-def reference_cond(
-    reference: torch.Tensor, blank: torch.Tensor | None, frames: int, stride: int
-) -> torch.Tensor:
-    """[B, stride + z, F, h, w]: mask 1 and the reference on frame 0, the blank latent (0 if
-    None) on the others, as SceneConditioning.reference_channels gives them to the stream."""
-    b, z, h, w = reference.shape
-    mask = torch.zeros(b, stride, frames, h, w)
-    mask[:, :, 0] = 1
-    rest = torch.zeros_like(reference) if blank is None else blank
-    latents = torch.cat(
-        [reference[:, :, None], rest[:, :, None].expand(-1, -1, frames - 1, -1, -1)], dim=2
-    )
-    return torch.cat([mask, latents], dim=1)
-
-
 def dit_inputs(
     clips: list[LatentClip], encoder: SpeechEncoder, geometry: FrameGeometry, preset: Preset
 ) -> DiTInputs:
@@ -91,10 +76,8 @@ def dit_inputs(
     x1 = torch.stack([c.latents for c in clips])
     frames = x1.shape[2]
     reference = torch.stack([c.reference for c in clips])
-    blank = None
-    if cfg.reference_every_frame:
-        blank = torch.stack([c.still for c in clips]) if cfg.still_reference else reference
-    cond = reference_cond(reference, blank, frames, cfg.temporal_stride)
+    blank = blank_latent(cfg, reference, torch.stack([c.still for c in clips]))
+    cond = reference_channels(reference, blank, frames, cfg.temporal_stride)
     wave = torch.stack([c.audio for c in clips])
     speech = clip_windows(encoder, geometry, wave, frames)  # [B, F, W, Da]
     features = torch.zeros(len(clips), TRAIN_CHARACTERS, *speech.shape[1:])

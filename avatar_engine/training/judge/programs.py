@@ -143,8 +143,9 @@ class ModelProgram(Program):
 
     def chunk(self, c, plan, people, picture, routed, speaking, audio, numbers):
         session = self._session
-        decoded = session.decoder.decode(session.next_chunk(routed, speaking))
-        canvas = session.canvas
+        presenter = session.presenter
+        decoded = presenter.decoder.decode(session.next_chunk(routed, speaking))
+        canvas = presenter.canvas
         if canvas is None:
             return decoded.frames[0], decoded.frames[0]
         shown, raw = canvas.present(decoded), canvas.present(decoded, detail=False)
