@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from avatar_engine.audio.encoder import SpeechEncoder, build_encoder
     from avatar_engine.audio.feature_stream import ChunkFeatures, SpeechFeatureStream
-    from avatar_engine.audio.geometry import FrameGeometry
+    from avatar_engine.audio.geometry import FrameGeometry, Timeline
     from avatar_engine.audio.pcm import INT16_SCALE, MAX_RATE, MIN_RATE, to_mono
     from avatar_engine.audio.resample import StreamingResampler, resample
     from avatar_engine.audio.routing import route_to_speaker
@@ -66,6 +66,7 @@ HOMES = {  # public name -> the module that defines it
     "SpeechEncoder": "avatar_engine.audio.encoder",
     "SpeechFeatureStream": "avatar_engine.audio.feature_stream",
     "StreamingResampler": "avatar_engine.audio.resample",
+    "Timeline": "avatar_engine.audio.geometry",
     "to_mono": "avatar_engine.audio.pcm",
     "Turn": "avatar_engine.audio.turns",
     "VideoChunk": "avatar_engine.chunks",
@@ -91,6 +92,7 @@ __all__ = [
     "SpeechEncoder",
     "SpeechFeatureStream",
     "StreamingResampler",
+    "Timeline",
     "Turn",
     "VideoChunk",
     "WanVAE",

@@ -18,10 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.avatar.engine import AvatarEngine
-from app.avatar.frames import AvatarFrame, Timeline, VideoFormat, audio_frame, silence, video_frames
+from app.avatar.frames import AvatarFrame, VideoFormat, audio_frame, silence, video_frames
 from app.avatar.messages import Audio, Clear, Close, Message, PcmIn, SegmentEnd, SetSpeaker, Taken
 from app.avatar.segments import Segment
-from avatar_engine import SceneConditioning, SpeechFeatureStream, VideoChunk, route_to_speaker
+from avatar_engine import (
+    SceneConditioning,
+    SpeechFeatureStream,
+    Timeline,
+    VideoChunk,
+    route_to_speaker,
+)
 
 logger = logging.getLogger(__name__)
 PUSH_PIECE_S = 30  # replaying a segment's audio into the feature stream, in pieces this long

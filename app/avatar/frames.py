@@ -26,29 +26,6 @@ class AvatarFrame:
     segment_end: bool  # the last frame of a segment's audio
 
 
-class Timeline:
-    """Where video frames start in an audio stream at `rate`: frame v starts at sample
-    round(v·rate/fps), so frames hold round(rate/fps) samples and, when fps does not divide
-    the rate, the rounding error never accumulates."""
-
-    def __init__(self, rate: int, fps: int):
-        self.rate, self.fps = rate, fps
-
-    def sample(self, frame: int) -> int:
-        return (2 * frame * self.rate + self.fps) // (2 * self.fps)
-
-    def samples_in(self, frame: int) -> int:
-        return self.sample(frame + 1) - self.sample(frame)
-
-    def frames_for(self, first_frame: int, samples: int) -> int:
-        """Frames from first_frame that `samples` samples need (the last one padded)."""
-        start = self.sample(first_frame)
-        n = max(0, -(-samples * self.fps // self.rate) - 1)  # one short of the estimate
-        while self.sample(first_frame + n) - start < samples:
-            n += 1
-        return n
-
-
 def video_frames(frames: torch.Tensor, fmt: VideoFormat) -> list[rtc.VideoFrame]:
     """Args: frames: [T, H, W, 3] uint8 RGB."""
     t, h, w, _ = frames.shape

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from app.avatar.frames import Timeline
 from app.avatar.messages import PcmIn
-from avatar_engine import INT16_SCALE, ChunkFeatures, StreamingResampler, to_mono
+from avatar_engine import INT16_SCALE, ChunkFeatures, StreamingResampler, Timeline, to_mono
 
 MAX_PUSH_S = 3600.0  # one rtc.AudioFrame is milliseconds long; this only guards nonsense
 

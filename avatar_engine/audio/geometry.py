@@ -1,5 +1,9 @@
 """Where audio sits in the video stream: samples ↔ video frames ↔ latent frames ↔ chunks.
 
+Timeline maps video frames to samples at any rate (the features' 16 kHz, the published
+audio's 24 kHz, a file's 44.1 kHz); FrameGeometry lays the model's latent frames and chunks
+over the video frames and reads its samples off a Timeline at the features' rate.
+
 Video frame v covers [v/fps, (v+1)/fps). Latent frame 0 is video frame 0 alone; latent frame
 l ≥ 1 is video frames 4l−3 .. 4l. For the audio windows every latent frame spans 4 video frames,
 so latent frame 0 spans −3 .. 0, the three before the stream being silence. Chunk t is latent
@@ -15,6 +19,30 @@ from avatar_engine.config import AudioConfig, DiTConfig, Preset, StreamConfig, _
 
 
 @dataclass(frozen=True)
+class Timeline:
+    """Where video frames start in an audio stream at `rate`: frame v starts at sample
+    round(v·rate/fps), so frames hold round(rate/fps) samples and, when fps does not divide
+    the rate, the rounding error never accumulates."""
+
+    rate: int
+    fps: int
+
+    def sample(self, frame: int) -> int:
+        return (2 * frame * self.rate + self.fps) // (2 * self.fps)
+
+    def samples_in(self, frame: int) -> int:
+        return self.sample(frame + 1) - self.sample(frame)
+
+    def frames_for(self, first_frame: int, samples: int) -> int:
+        """Frames from first_frame that `samples` samples need (the last one padded)."""
+        start = self.sample(first_frame)
+        n = max(0, -(-samples * self.fps // self.rate) - 1)  # one short of the estimate
+        while self.sample(first_frame + n) - start < samples:
+            n += 1
+        return n
+
+
+@dataclass(frozen=True)
 class FrameGeometry:
     sample_rate: int  # of the features' audio (16 kHz)
     fps: int
@@ -22,6 +50,7 @@ class FrameGeometry:
     chunk_latent_frames: int
     window_latent: int  # latent frames of audio context on each side of a latent frame
     # derived
+    timeline: Timeline = field(init=False)  # video frames <-> samples at sample_rate
     samples_per_frame: int = field(init=False)
     window_frames: int = field(init=False)  # video frames in one latent frame's window (W)
     span_frames: int = field(init=False)  # video frames whose features one chunk reads
@@ -37,6 +66,7 @@ class FrameGeometry:
         lookahead = self.window_latent * self.frames_per_latent
         _derive(
             self,
+            timeline=Timeline(self.sample_rate, self.fps),
             samples_per_frame=self.sample_rate // self.fps,
             window_frames=(2 * self.window_latent + 1) * self.frames_per_latent,
             span_frames=(self.chunk_latent_frames + 2 * self.window_latent)
@@ -88,9 +118,8 @@ class FrameGeometry:
         return self.latent_start_frame(chunk * self.chunk_latent_frames - self.window_latent)
 
     def chunk_start_sample(self, chunk: int) -> int:
-        return self.chunk_start_frame(chunk) * self.samples_per_frame
+        return self.timeline.sample(self.chunk_start_frame(chunk))
 
     def needed_samples(self, chunk: int) -> int:
         """Audio samples (from the stream start) the chunk's features need, look-ahead included."""
-        end_frame = self.span_start_frame(chunk) + self.span_frames
-        return end_frame * self.samples_per_frame
+        return self.timeline.sample(self.span_start_frame(chunk) + self.span_frames)

@@ -1,30 +1,12 @@
-"""Frame timing at any audio rate, and video frames in livekit's buffer formats."""
+"""Video frames and their audio in livekit's buffer formats."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from livekit import rtc
 
-from app.avatar.frames import Timeline, audio_frame, silence, video_frames
-
-
-@pytest.mark.parametrize(("rate", "fps", "sizes"), [(24000, 25, {960}), (44110, 25, {1764, 1765})])
-def test_frames_hold_rate_over_fps_samples_without_drift(rate, fps, sizes):
-    timeline = Timeline(rate, fps)
-    assert {timeline.samples_in(v) for v in range(1000)} == sizes
-    assert timeline.sample(100_000) == 100_000 * rate // fps  # rounding never accumulates
-    assert abs(timeline.sample(12_345) - 12_345 * rate / fps) <= 0.5
-
-
-@pytest.mark.parametrize("first", [0, 9, 1234])
-def test_frames_for_is_the_fewest_frames_that_hold_the_samples(first):
-    timeline = Timeline(44110, 25)
-    for samples in (1, 1764, 1765, 3529, 50_000):
-        n = timeline.frames_for(first, samples)
-        held = timeline.sample(first + n) - timeline.sample(first)
-        assert held >= samples > held - timeline.samples_in(first + n - 1)
+from app.avatar.frames import audio_frame, silence, video_frames
 
 
 def test_video_frames_in_rgba_and_rgb24():

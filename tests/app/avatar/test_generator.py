@@ -14,8 +14,8 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd
 
-from app.avatar.frames import Timeline
 from app.avatar.generator import AvatarVideoGenerator
+from avatar_engine import Timeline
 from tests.app.avatar.conftest import (
     FPS,
     PER_FRAME,
