@@ -11,23 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents.voice.avatar import AvatarOptions, AvatarRunner, QueueAudioOutput
 from livekit.agents.voice.io import AudioInput
 
-from app.avatar import AvatarEngine, AvatarVideoGenerator, build_engine
+from app.avatar import AvatarEngine, AvatarVideoGenerator
 from app.avatar.playout import AvatarPlayout, FrameSink
 from app.casting import Casting, CastRequest
 from app.characters import CharacterLibrary
 from app.transcript import LineSink, Transcript
-from avatar_engine import EmbeddedModel
 from llm_bridge.cast import Cast, build_cast
-
-if TYPE_CHECKING:
-    from app.avatar.engine import RuntimeKind
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +70,6 @@ class Conversation:
             await self.runner.aclose()
         await self.generator.aclose()
         await self.cast.aclose()
-
-
-def load_engine(
-    *, device: str = "cpu", runtime: RuntimeKind = "local", model: EmbeddedModel | None = None
-) -> AvatarEngine:
-    """The embedded model's engine (or an exported model's), built once per process.
-
-    Raises:
-        FileNotFoundError: the model's weight files are missing, naming them.
-    """
-    model = (model or EmbeddedModel()).check()
-    return build_engine(model.spec(), runtime=runtime, device=device, audio_weights=model.audio)
 
 
 async def prepare_conversation(

@@ -82,7 +82,7 @@ def missing_settings(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
 def prewarm(proc: JobProcess, *, settings: LiveKitWorkerSettings) -> None:
     """Build the engine once per job process, before any job arrives, and open the library
     the console edits, so characters made there can be called."""
-    from app.conversation import load_engine
+    from app.avatar.engine import load_engine
     from app.store import Store
 
     proc.userdata[ENGINE_KEY] = load_engine(device=settings.device, runtime=settings.runtime)

@@ -87,7 +87,7 @@ def cmd_render(args: argparse.Namespace, *, engine: AvatarEngine | None = None) 
 def _render(args: argparse.Namespace, engine: AvatarEngine | None) -> int:
     from tqdm import tqdm
 
-    from app.conversation import load_engine
+    from app.avatar.engine import load_engine
     from app.inputs import InputError
     from app.render import render
     from avatar_engine.embedded import EmbeddedModel

@@ -44,7 +44,7 @@ def is_loopback(host: str) -> bool:
 
 def engine_factory(first: AvatarEngine, *, device: str):
     """Hands out the engine built at start first, then builds one per further call slot."""
-    from app.conversation import load_engine
+    from app.avatar.engine import load_engine
 
     built = [first]
 
@@ -57,7 +57,7 @@ def engine_factory(first: AvatarEngine, *, device: str):
 def build_app(args: argparse.Namespace, engine: AvatarEngine) -> FastAPI:
     """The app `avatar serve` runs: calls on `engine` (and more like it), the console over
     the data directory."""
-    from app.conversation import load_engine
+    from app.avatar.engine import load_engine
     from app.store import Store
     from web.app import create_app
     from web.console import build_console
@@ -125,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_limits(args)
     import uvicorn
 
-    from app.conversation import load_engine
+    from app.avatar.engine import load_engine
 
     try:
         engine = load_engine(device=args.device)

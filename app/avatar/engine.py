@@ -14,6 +14,7 @@ import torch
 
 from avatar_engine import (
     DisaggregatedRuntime,
+    EmbeddedModel,
     EngineSpec,
     FrameGeometry,
     LocalRuntime,
@@ -127,6 +128,18 @@ def build_engine(
         vae=vae,
         reference_decoder=reference_decoder,
     )
+
+
+def load_engine(
+    *, device: str = "cpu", runtime: RuntimeKind = "local", model: EmbeddedModel | None = None
+) -> AvatarEngine:
+    """The embedded model's engine (or an exported model's), built once per process.
+
+    Raises:
+        FileNotFoundError: the model's weight files are missing, naming them.
+    """
+    model = (model or EmbeddedModel()).check()
+    return build_engine(model.spec(), runtime=runtime, device=device, audio_weights=model.audio)
 
 
 def _build_runtime(

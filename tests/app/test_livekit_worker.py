@@ -13,6 +13,7 @@ from livekit.agents import AgentServer
 from livekit.agents.testing import fake_job_context
 
 from app import casting, conversation, livekit_worker
+from app.avatar import engine as engine_module
 from app.casting import CastRequest
 from app.livekit_worker import LiveKitWorkerSettings
 
@@ -83,7 +84,7 @@ def test_the_worker_registers_for_explicit_dispatch_by_name(monkeypatch):
 
 def test_prewarm_builds_the_engine_once_per_process_then_freezes_the_heap(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(conversation, "load_engine", lambda **kw: calls.append(kw) or "engine")
+    monkeypatch.setattr(engine_module, "load_engine", lambda **kw: calls.append(kw) or "engine")
     # not this test process's heap: record the calls instead
     monkeypatch.setattr(livekit_worker.gc, "collect", lambda: calls.append("collect"))
     monkeypatch.setattr(livekit_worker.gc, "freeze", lambda: calls.append("freeze"))

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-import app.conversation
+import app.avatar.engine
 from app.local_call import CallLimits
 from avatar_engine.embedded import EmbeddedModel
 from commands.serve import add_parsers, check_limits
@@ -29,7 +29,7 @@ def ran(monkeypatch, micro_engine):
     """uvicorn.run replaced by a recorder; the engine is the micro one."""
     runs = []
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: runs.append((app, kw)))
-    monkeypatch.setattr(app.conversation, "load_engine", lambda **_: micro_engine)
+    monkeypatch.setattr(app.avatar.engine, "load_engine", lambda **_: micro_engine)
     monkeypatch.delenv("AVATAR_AUTH", raising=False)
     monkeypatch.delenv("LIVEKIT_URL", raising=False)
     return runs
@@ -95,7 +95,7 @@ def test_a_login_is_user_colon_password(ran, auth):
 
 def test_without_the_embedded_model_it_says_so_and_exits_2(monkeypatch, tmp_path, capsys):
     missing = functools.partial(EmbeddedModel, directory=tmp_path / "models")
-    monkeypatch.setattr(app.conversation, "EmbeddedModel", missing)
+    monkeypatch.setattr(app.avatar.engine, "EmbeddedModel", missing)
     args = parse("--data", str(tmp_path / "data"))
     assert args.func(args) == 2
     err = capsys.readouterr().err
