@@ -85,4 +85,5 @@ def prepare_voice(audio: np.ndarray, rate: int) -> np.ndarray:
             f"the voice sample is {seconds:.1f} s long; the limit is {VOICE_MAX_SECONDS:g} s "
             "(a few clear sentences are enough)"
         )
-    return np.clip(resample(audio, rate, VOICE_RATE), -1, 1)
+    clipped: np.ndarray = np.clip(resample(audio, rate, VOICE_RATE), -1, 1)
+    return clipped

@@ -181,8 +181,10 @@ class Store:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _record(self, kind: str, ident: str) -> dict:
-        return json.loads((self.root / f"{kind}s" / ident / FILES[kind]).read_text())
+    def _record(self, kind: str, ident: str) -> dict[str, Any]:
+        path = self.root / f"{kind}s" / ident / FILES[kind]
+        record: dict[str, Any] = json.loads(path.read_text())
+        return record
 
     def _current(self, kind: str, ident: str) -> int | None:
         """The stored revision, or None when there is no such character or scene."""

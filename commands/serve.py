@@ -13,6 +13,7 @@ import dataclasses
 import ipaddress
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def engine_factory(first: AvatarEngine, *, device: str):
+def engine_factory(first: AvatarEngine, *, device: str) -> Callable[[], AvatarEngine]:
     """Hands out the engine built at start first, then builds one per further call slot."""
     from app.avatar.engine import load_engine
 

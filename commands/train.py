@@ -6,33 +6,39 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from avatar_engine.config import Preset
+    from avatar_engine.training.teacher import Speaker
+    from avatar_engine.vae.model import WanVAE
 
 DEFAULT_RUNS = Path("runs")
 GUIDE_MOUTHS_HELP = "speech guidance on the mouths only; elsewhere the plain ODE"
 
 
-def _preset():
+def _preset() -> Preset:
     from avatar_engine.config import Preset
     from avatar_engine.embedded import EMBEDDED_PRESET
 
     return Preset.from_name(EMBEDDED_PRESET)
 
 
-def _vae(run: Path):
+def _vae(run: Path) -> WanVAE:
     import torch
 
     from avatar_engine.training.loop import load_trained
     from avatar_engine.vae.weights import random_vae
 
     vae = random_vae(_preset().vae, device="cpu", dtype=torch.float32)
-    return load_trained(run, "vae", vae)
+    return cast("WanVAE", load_trained(run, "vae", vae))
 
 
-def _speaker(run: Path, name: str):
+def _speaker(run: Path, name: str) -> Speaker:
     from avatar_engine.training.loop import load_trained
     from avatar_engine.training.teacher import new_speaker
 
-    return load_trained(run, name, new_speaker(_preset(), seed=0))
+    return cast("Speaker", load_trained(run, name, new_speaker(_preset(), seed=0)))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

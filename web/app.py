@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from web.livekit_token import LiveKitSettings
+
+T = TypeVar("T")
 
 STATIC = Path(__file__).resolve().parent / "static"
 CONSOLE_PATH = "/console"
@@ -172,7 +174,7 @@ def _cast_request(character: str | None, scene: str | None) -> CastRequest:
         raise ApiError(400, "bad_request", str(err)) from None
 
 
-async def _lookup(awaitable: Any) -> Any:
+async def _lookup(awaitable: Awaitable[T]) -> T:
     """Unknown ids are 404 and invalid ones 400, with the library's message."""
     try:
         return await awaitable

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 from livekit import rtc
@@ -178,7 +179,7 @@ class AvatarVideoGenerator(VideoGenerator):
     def _deliver_threadsafe(self, epoch: int, frames: list[AvatarFrame]) -> None:
         self._call_soon(self._deliver, epoch, frames)
 
-    def _call_soon(self, callback, *args) -> None:
+    def _call_soon(self, callback: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(callback, *args)

@@ -102,7 +102,7 @@ class VoiceActivityDetector:
 
     def _is_speech(self, frame: torch.Tensor) -> bool:
         pcm = (frame * INT16_SCALE).round().clamp(-INT16_SCALE, INT16_SCALE - 1).short()
-        return self.vad.is_speech(pcm.numpy().tobytes(), VAD_RATE)
+        return bool(self.vad.is_speech(pcm.numpy().tobytes(), VAD_RATE))
 
     def _time(self, frame: int) -> float:
         return frame * FRAME_MS / 1000

@@ -130,7 +130,9 @@ class CharacterActions:
         values = _persona_values(character.persona) | {"id": ident}
         return self._opened(values, character.revision, picture, voice, character.persona.name)
 
-    def _opened(self, values: dict, revision: int, portrait, voice, name: str) -> tuple:
+    def _opened(
+        self, values: dict[str, Any], revision: int, portrait: Any, voice: Any, name: str
+    ) -> tuple[Any, ...]:
         ident = values["id"]
         values |= {
             "id": gr.update(value=ident, interactive=not ident),  # an id names files: fixed
@@ -201,7 +203,7 @@ class CharacterActions:
         speech: str,
         request: gr.Request | None,
         *fields: Any,
-        progress=gr.Progress(),  # noqa: B008
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> str:
         """An mp4 of the character as the form has it (saved or not) saying its greeting in
         its espeak voice, or its voice sample; at most the previews' length, after the

@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 import gradio as gr
 
@@ -19,8 +19,11 @@ logger = logging.getLogger(__name__)
 # The store and the uploads say what was wrong in their messages (InputError is a ValueError).
 USER_ERRORS = (ValueError, LookupError, ConflictError, EngineBusy, PreviewRefused)
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-def user_errors(action: Callable[..., Any]) -> Callable[..., Any]:
+
+def user_errors(action: Callable[P, R]) -> Callable[P, R]:
     """Show the library's and the uploads' own messages as a gr.Error (the action changed
     nothing: the store saves all or nothing). Plain and async actions alike."""
 
@@ -32,16 +35,16 @@ def user_errors(action: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(action):
 
         @functools.wraps(action)
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
+        async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
             try:
-                return await action(*args, **kwargs)
+                return await cast(Any, action)(*args, **kwargs)
             except USER_ERRORS as err:
                 raise shown(err) from None
 
-        return run_async
+        return cast(Callable[P, R], run_async)
 
     @functools.wraps(action)
-    def run(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return action(*args, **kwargs)
         except USER_ERRORS as err:

@@ -73,9 +73,10 @@ def build_console(
     people = CharacterActions(store, previews, call_path=call_path)
     groups = SceneActions(store, previews, call_path=call_path)
     # gradio keeps uploads and previews in its cache: hourly, drop those older than a day
-    with gr.Blocks(
+    console = gr.Blocks(
         title="Talking avatar · console", analytics_enabled=False, delete_cache=(3600, 86400)
-    ) as console:
+    )
+    with console:
         gr.Markdown("# Talking avatar console")
         with gr.Tabs() as tabs:
             with gr.Tab("Characters", id="characters"):

@@ -165,7 +165,7 @@ class SceneActions:
         self,
         request: gr.Request | None,
         *fields: Any,
-        progress=gr.Progress(),  # noqa: B008
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> str:
         """An mp4 of the scene as the form has it, each character saying its greeting in
         turn, so the speaker can be seen to switch (at most the previews' length, after the
