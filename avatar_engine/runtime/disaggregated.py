@@ -152,8 +152,10 @@ class DisaggregatedRuntime(Runtime):
             if scene.picture is None:
                 raise ValueError("this engine's reference decoder needs the scene's picture")
             picture = scene.picture.to("cpu")
-        self._send(self.settings.decoder_rank, DecoderScene(picture, scene.canvas))
+        # StartStream first: the decoder reads its scene once DiT rank 0 has started it, and a
+        # scene larger than the socket's buffer blocks its sender until then
         self._send(0, StartStream(scene, seed))
+        self._send(self.settings.decoder_rank, DecoderScene(picture, scene.canvas))
         self._in_session = True
 
     def submit(self, features: torch.Tensor, speaking: torch.Tensor) -> None:

@@ -1,9 +1,9 @@
 """Messages between the runtime and its ranks, over local sockets: one dataclass per kind.
 
 The runtime says Init to every rank, then StartStream, NextChunk, EndStream and Stop to DiT
-rank 0, and the stream's DecoderScene to the decoder before each StartStream; each rank says
-Hello on connecting and
-Ready once built; the decoder sends Frames; any rank may send RankFailed. Each message's
+rank 0, and the stream's DecoderScene to the decoder after each StartStream (the decoder
+reads it once rank 0 has started the stream); each rank says Hello on connecting and Ready once
+built; the decoder sends Frames; any rank may send RankFailed. Each message's
 `kind` names it in the runtime's reports.
 """
 

@@ -175,7 +175,7 @@ class DecoderRank:
 
     def stream(self, batch: int) -> None:
         """Decode one session's chunks until its END message."""
-        message = receive(self.conn)  # the runtime sent it before the stream began
+        message = receive(self.conn)  # the runtime sends it right after StartStream
         if not isinstance(message, DecoderScene):
             raise RuntimeError(f"the runtime sent {message.kind!r}, not the stream's scene")
         decoder = ChunkDecoder(

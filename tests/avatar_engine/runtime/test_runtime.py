@@ -65,11 +65,11 @@ def children() -> list[int]:
     return mine
 
 
-def local_stream(scene: SceneConditioning = SCENE) -> list:
+def local_stream(scene: SceneConditioning = SCENE, spec: EngineSpec = SPEC) -> list:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each rank runs: the same arithmetic, the same bits
     try:
-        with LocalRuntime(SPEC) as runtime:
+        with LocalRuntime(spec) as runtime:
             return stream(runtime, scene=scene)
     finally:
         torch.set_num_threads(threads)
@@ -125,19 +125,34 @@ def test_local_runtime_frames_and_timestamps(local_chunks):
     assert all(torch.equal(c.speaking, speaking(c.index)) for c in local_chunks)
 
 
+BIG = replace(
+    SPEC,
+    preset=replace(
+        SPEC.preset,
+        stream=replace(
+            MICRO_STREAM, output_height=4 * MICRO_STREAM.height, output_width=4 * MICRO_STREAM.width
+        ),
+    ),
+)  # output frames at 4× the model's: a canvas larger than a socket's buffer
+
+
 def with_detail(local_chunks) -> SceneConditioning:
-    """SCENE with reference detail that its streams' frames partly still show."""
-    decoded = local_chunks[1].frames[:, 0].float()
-    noise = torch.randn(decoded.shape, generator=torch.Generator().manual_seed(1)) * 30
-    picture = (decoded + noise).round().clamp(0, 255).to(torch.uint8)
-    window = Window(0, 0, *decoded.shape[1:3])
+    """SCENE with reference detail that its streams' frames partly still show, at BIG's output
+    size (a decoder rank that read its scene at the wrong moment would hang the stream's
+    start)."""
+    decoded = local_chunks[1].frames[:, 0].float()  # [B, h, w, 3]
+    size = (BIG.preset.stream.output_height, BIG.preset.stream.output_width)
+    up = torch.nn.functional.interpolate(decoded.permute(0, 3, 1, 2), size=size, mode="nearest")
+    noise = torch.randn(up.shape, generator=torch.Generator().manual_seed(1)) * 30
+    picture = (up + noise).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    window = Window(0, 0, *size)
     return replace(SCENE, canvas=Canvas.of(picture, window, decoded.shape[1:3], decoded))
 
 
 def test_both_runtimes_restore_the_reference_detail(local_chunks):
     scene = with_detail(local_chunks)
-    local = local_stream(scene)
-    with DisaggregatedRuntime(SPEC, dit_threads=1, decoder_threads=1) as runtime:
+    local = local_stream(scene, BIG)
+    with DisaggregatedRuntime(BIG, dit_threads=1, decoder_threads=1) as runtime:
         disaggregated = stream(runtime, scene=scene)
     for plain, *restored in zip(local_chunks, local, disaggregated, strict=True):
         want = scene.canvas.present(plain).frames
@@ -147,7 +162,7 @@ def test_both_runtimes_restore_the_reference_detail(local_chunks):
 
 def test_both_runtimes_draw_with_a_reference_decoder(local_chunks, tmp_path):
     """Where the spec names a reference decoder, both runtimes' frames are its, drawn against
-    the scene's picture (the decoder rank gets it before the stream begins)."""
+    the scene's picture (the decoder rank gets it with each stream)."""
     torch.manual_seed(3)
     decoder = ReferenceDecoder(SPEC.preset.vae)
     torch.nn.init.normal_(decoder.out.weight, std=0.05)
