@@ -20,7 +20,7 @@ from livekit.agents.voice.io import AudioInput
 
 from app.avatar import AvatarEngine, AvatarVideoGenerator
 from app.avatar.playout import AvatarPlayout, FrameSink
-from app.casting import Casting, CastRequest
+from app.casting import SPEAKER_ATTRIBUTE, Casting, CastRequest
 from app.characters import CharacterLibrary
 from app.transcript import LineSink, Transcript
 from llm_bridge.cast import Cast, build_cast
@@ -29,9 +29,6 @@ logger = logging.getLogger(__name__)
 
 AGENT_AUDIO_RATE = 24000  # what OpenAI Realtime and the avatar's published audio use
 CLOSE_TRANSCRIPT_S = 0.2  # how long a closing session waits for the last user transcript
-# In a room, the agent's participant attribute naming the character who has the floor (the
-# call page shows it while livekit-agents' lk.agent.state says "speaking").
-SPEAKER_ATTRIBUTE = "avatar.speaker"
 
 
 class Conversation:
@@ -122,16 +119,11 @@ async def start_conversation(
         conversation.spawn(name_speaker(room, names[index]), name="name-speaker")
 
     conversation = await prepare_conversation(engine=engine, casting=casting, on_speaker=announce)
-    stream = engine.preset.stream
-    options = AvatarOptions(
-        video_width=stream.output_width,
-        video_height=stream.output_height,
-        video_fps=engine.fps,
-        audio_sample_rate=AGENT_AUDIO_RATE,
-        audio_channels=1,
-    )
     conversation.runner = AvatarRunner(
-        room, audio_recv=conversation.audio, video_gen=conversation.generator, options=options
+        room,
+        audio_recv=conversation.audio,
+        video_gen=conversation.generator,
+        options=avatar_options(engine),
     )
     try:
         await conversation.runner.start()  # the avatar before the session, as livekit requires
@@ -141,6 +133,18 @@ async def start_conversation(
         raise
     logger.info("conversation started", extra={"room": room.name, "characters": names})
     return conversation
+
+
+def avatar_options(engine: AvatarEngine) -> AvatarOptions:
+    """What AvatarRunner publishes: the engine's frames and fps, the agent's audio."""
+    stream = engine.preset.stream
+    return AvatarOptions(
+        video_width=stream.output_width,
+        video_height=stream.output_height,
+        video_fps=engine.fps,
+        audio_sample_rate=AGENT_AUDIO_RATE,
+        audio_channels=1,
+    )
 
 
 async def name_speaker(room: rtc.Room, name: str) -> None:

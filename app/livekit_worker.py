@@ -5,6 +5,11 @@ sessions / capacity), so rooms spread over workers on several machines. Each job
 the engine once (prewarm) and serves one conversation at a time. Workers register under an agent
 name (explicit dispatch): they join only rooms whose token asks for that name
 (web/livekit_token.py), with the character or scene in the job's metadata.
+
+A worker has one of two roles. A "conversation" worker runs the whole call in its job: our
+characters' agents and the avatar (app/conversation.py). An "avatar" worker is dispatched by
+someone else's agent (app/livekit_avatar.py) and joins as the avatar participant only, taking
+that agent's audio (app/avatar_participant.py).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from app.casting import agent_name_from
 
 if TYPE_CHECKING:
+    from livekit import rtc
     from livekit.agents import AgentServer, JobContext, JobProcess, WorkerOptions
 
     from app.avatar.engine import RuntimeKind
@@ -36,6 +42,7 @@ REQUIRED_SETTINGS = {
 COMMANDS = ("start", "dev", "connect")  # livekit CLI commands that reach a server
 ENGINE_KEY = "avatar_engine"  # in JobProcess.userdata
 LIBRARY_KEY = "avatar_library"
+WorkerRole = Literal["conversation", "avatar"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class LiveKitWorkerSettings:
     # names it, never every new room; an unnamed one would join rooms nobody asked it into.
     agent_name: str = field(default_factory=lambda: agent_name_from(os.environ))
     data: str | None = None  # the console's data directory (None: $AVATAR_DATA, then XDG)
+    role: WorkerRole = "conversation"  # or "avatar": another agent's avatar participant
 
     def __post_init__(self) -> None:
         if self.sessions < 1:
@@ -116,11 +124,37 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(conversation.aclose)
 
 
+async def avatar_entrypoint(ctx: JobContext) -> None:
+    """Another agent's avatar: join its room with the token it minted (as the avatar's own
+    identity, publishing for the agent), show the cast, speak its audio. The job ends when the
+    avatar leaves the room (the agent's AvatarSession removes it) or the agent does."""
+    from app.avatar_job import AvatarJob
+    from app.avatar_participant import start_avatar_participant
+
+    job = AvatarJob.from_metadata(ctx.job.metadata)
+    logger.info("avatar job", extra={"room": ctx.job.room.name, "job": repr(job)})
+
+    def on_left(participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == job.agent_identity:
+            ctx.shutdown("the agent left")
+
+    ctx.room.on("participant_disconnected", on_left)
+    # the job's room, joined with the agent's token: its disconnect ends the job
+    await ctx.room.connect(job.url, job.token)
+    participant = await start_avatar_participant(
+        room=ctx.room,
+        engine=ctx.proc.userdata[ENGINE_KEY],
+        job=job,
+        library=ctx.proc.userdata[LIBRARY_KEY],
+    )
+    ctx.add_shutdown_callback(participant.aclose)
+
+
 def worker_options(settings: LiveKitWorkerSettings) -> WorkerOptions:
     from livekit.agents import WorkerOptions
 
     return WorkerOptions(
-        entrypoint_fnc=entrypoint,
+        entrypoint_fnc=avatar_entrypoint if settings.role == "avatar" else entrypoint,
         prewarm_fnc=functools.partial(prewarm, settings=settings),
         agent_name=settings.agent_name,
         load_fnc=SessionLoad(sessions=settings.sessions),

@@ -19,7 +19,17 @@ import numpy as np
 
 from app.avatar.engine import AvatarEngine
 from app.avatar.frames import AvatarFrame, VideoFormat, audio_frame, silence, video_frames
-from app.avatar.messages import Audio, Clear, Close, Message, PcmIn, SegmentEnd, SetSpeaker, Taken
+from app.avatar.messages import (
+    Audio,
+    Clear,
+    Close,
+    Message,
+    NextSpeaker,
+    PcmIn,
+    SegmentEnd,
+    SetSpeaker,
+    Taken,
+)
 from app.avatar.segments import Segment
 from avatar_engine import (
     SceneConditioning,
@@ -69,6 +79,7 @@ class EngineThread:
         self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.epoch = 0
         self.speaker = 0
+        self.next_speaker: int | None = None  # of the next segment to start (NextSpeaker)
         self.next_chunk = 0  # the next chunk to submit
         self.claimed_until = 0  # the first chunk no segment's audio reaches
         self.buffered = 0  # frames delivered in this epoch, not yet taken
@@ -110,13 +121,16 @@ class EngineThread:
                 self.buffered -= frames
             case SetSpeaker(index=index):
                 self.speaker = index
+            case NextSpeaker(epoch=epoch, index=index) if epoch == self.epoch:
+                self.next_speaker = index
             case Close():
                 self.closed = True
 
     def _on_audio(self, pcm: PcmIn) -> None:
         seg = self.segments[-1] if self.segments and not self.segments[-1].ended else None
         if seg is None:  # a segment starts: at the first chunk nobody has taken yet
-            seg = Segment(rate=self.rate)
+            seg = Segment(rate=self.rate, speaker=self.next_speaker)
+            self.next_speaker = None
             self.segments.append(seg)
             self._anchor(seg, max(self.next_chunk, self.claimed_until))
         self._add_audio(seg, seg.convert(pcm))
@@ -141,6 +155,7 @@ class EngineThread:
         dropped = sum(s.samples for s in self.segments) / self.rate
         self.epoch, self.buffered = epoch, 0
         self.segments.clear()
+        self.next_speaker = None
         self.stream.reset(self.next_chunk)
         self.claimed_until = self.next_chunk + 1  # the next chunk is silent
         logger.debug("cleared", extra={"epoch": epoch, "dropped_audio_s": round(dropped, 3)})
@@ -190,9 +205,10 @@ class EngineThread:
                 self.stalled = True
                 return False
         self.stalled = False
+        speaker = self.speaker if seg is None or seg.speaker is None else seg.speaker
         routed, speaking = route_to_speaker(
             features,
-            None if features is None else self.speaker,
+            None if features is None else speaker,
             self.scene.num_characters,
             feature_shape=self.feature_shape,
         )  # [1, K, Fc, W, Da], [1, K]

@@ -21,7 +21,16 @@ from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 from app.avatar.engine import AvatarEngine
 from app.avatar.engine_thread import EngineThread
 from app.avatar.frames import AvatarFrame, VideoFormat
-from app.avatar.messages import Audio, Clear, Close, PcmIn, SegmentEnd, SetSpeaker, Taken
+from app.avatar.messages import (
+    Audio,
+    Clear,
+    Close,
+    NextSpeaker,
+    PcmIn,
+    SegmentEnd,
+    SetSpeaker,
+    Taken,
+)
 from avatar_engine import MAX_RATE, MIN_RATE, SceneConditioning
 
 logger = logging.getLogger(__name__)
@@ -76,12 +85,22 @@ class AvatarVideoGenerator(VideoGenerator):
 
     def set_speaker(self, index: int) -> None:
         """Character `index` speaks the segments from the next chunk on; the others listen."""
+        self._check_speaker(index)
+        self._speaker = index
+        self._engine_thread.inbox.put(SetSpeaker(index))
+
+    def set_next_speaker(self, index: int) -> None:
+        """Character `index` speaks the next segment pushed, all of it, even if the floor
+        changes while it plays: for audio that arrives ahead of its playout with each
+        segment's speaker named (a remote agent's data streams)."""
+        self._check_speaker(index)
+        self._engine_thread.inbox.put(NextSpeaker(self._epoch, index))
+
+    def _check_speaker(self, index: int) -> None:
         if not 0 <= index < self._scene.num_characters:
             raise ValueError(
                 f"speaker {index} is not one of the scene's {self._scene.num_characters} characters"
             )
-        self._speaker = index
-        self._engine_thread.inbox.put(SetSpeaker(index))
 
     # ---- VideoGenerator ------------------------------------------------------------------
 

@@ -54,8 +54,17 @@ class SetSpeaker:
 
 
 @dataclass(frozen=True)
+class NextSpeaker:
+    """Who speaks the next segment to start, whoever has the floor when its chunks are made
+    (a remote agent's segments arrive ahead of their playout, named in order)."""
+
+    epoch: int
+    index: int  # character in the scene
+
+
+@dataclass(frozen=True)
 class Close:
     """End the session and the thread."""
 
 
-Message = Audio | SegmentEnd | Clear | Taken | SetSpeaker | Close
+Message = Audio | SegmentEnd | Clear | Taken | SetSpeaker | NextSpeaker | Close

@@ -29,6 +29,7 @@ class Segment:
     submitted: int = 0  # chunks of this segment given to the runtime
     end_frame: int | None = None  # one past its last frame; known at AudioSegmentEnd
     resampler: StreamingResampler | None = None  # pushed rate -> rate, when they differ
+    speaker: int | None = None  # who speaks it; None: whoever has the floor chunk by chunk
 
     @property
     def samples(self) -> int:

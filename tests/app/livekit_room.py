@@ -1,4 +1,5 @@
-"""Run `avatar worker` against a real LiveKit server and watch a room as a caller would.
+"""Run `avatar worker` against a real LiveKit server and watch a room as a caller (or an
+agent) would.
 
 Used only when LIVEKIT_URL (with LIVEKIT_API_KEY and LIVEKIT_API_SECRET) is set.
 """
@@ -91,4 +92,65 @@ async def run_worker_in_room(*, metadata: str, timeout: float) -> None:
         proc.wait(timeout=30)
         async with api.LiveKitAPI(url, key, secret) as lk:
             with contextlib.suppress(api.TwirpError):  # not there if the start failed
+                await lk.room.delete_room(api.DeleteRoomRequest(room=room_name))
+
+
+async def run_agent_with_avatar(*, character: str, timeout: float) -> None:
+    """Start an avatar worker (`--role avatar`), then play an agent in a new room that adds our
+    avatar with AvatarSession, as a third-party agent would: the avatar must publish video on
+    the agent's behalf, and a reply sent as data streams must play and be reported finished."""
+    import numpy as np
+    from livekit.agents import AgentSession
+
+    from app.avatar_job import PUBLISH_ON_BEHALF
+    from app.livekit_avatar import AvatarSession
+
+    names = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+    url, key, secret = (os.environ[name] for name in names)
+    tag = uuid.uuid4().hex[:8]
+    room_name, agent_name, agent = f"avatar-test-{tag}", f"avatar-face-{tag}", f"agent-{tag}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "commands.cli", "worker", "--role", "avatar", "dev"],
+        env={**os.environ, "LIVEKIT_AVATAR_AGENT_NAME": agent_name},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    room = rtc.Room()
+    avatar = AvatarSession(character=character, agent_name=agent_name)
+    try:
+        await asyncio.to_thread(_wait_for_line, proc, "registered worker", timeout)
+        async with api.LiveKitAPI(url, key, secret) as lk:
+            await lk.room.create_room(api.CreateRoomRequest(name=room_name))
+        token = (
+            api.AccessToken(key, secret)
+            .with_kind("agent")
+            .with_identity(agent)
+            .with_grants(api.VideoGrants(room_join=True, room=room_name))
+            .to_jwt()
+        )
+        await room.connect(url, token)
+        session = AgentSession()
+        await avatar.start(session, room)
+        await avatar.wait_for_join(timeout=timeout)
+        (face,) = [p for p in room.remote_participants.values() if p.identity != agent]
+        assert face.attributes.get(PUBLISH_ON_BEHALF) == agent
+        output = session.output.audio
+        assert output is not None
+        rate, seconds = 24000, 1.0
+        t = np.arange(int(rate * seconds)) / rate
+        reply = (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+        for i in range(0, len(reply), rate // 50):
+            piece = reply[i : i + rate // 50]
+            await output.capture_frame(rtc.AudioFrame(piece.tobytes(), rate, 1, len(piece)))
+        output.flush()
+        event = await asyncio.wait_for(output.wait_for_playout(), timeout)
+        assert not event.interrupted and abs(event.playback_position - seconds) < 0.1
+    finally:
+        await avatar.aclose()
+        await room.disconnect()
+        proc.terminate()
+        proc.wait(timeout=30)
+        async with api.LiveKitAPI(url, key, secret) as lk:
+            with contextlib.suppress(api.TwirpError):
                 await lk.room.delete_room(api.DeleteRoomRequest(room=room_name))

@@ -12,10 +12,12 @@ import pytest
 from livekit.agents import AgentServer
 from livekit.agents.testing import fake_job_context
 
-from app import casting, conversation, livekit_worker
+from app import avatar_job, avatar_participant, casting, conversation, livekit_worker
 from app.avatar import engine as engine_module
+from app.avatar_job import AvatarJob
 from app.casting import CastRequest
 from app.livekit_worker import LiveKitWorkerSettings
+from tests.app.stand_in_room import StandInRoom, StandInServer
 
 LIVEKIT = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
@@ -132,3 +134,57 @@ def test_worker_joins_a_real_room_and_publishes_the_avatar():
     from tests.app.livekit_room import run_worker_in_room
 
     asyncio.run(run_worker_in_room(metadata='{"character": "ada"}', timeout=120))
+
+
+def test_an_avatar_worker_registers_under_its_own_name(monkeypatch):
+    from commands.cli import build_parser
+
+    given = []
+    monkeypatch.setattr(livekit_worker, "run_worker", lambda argv, settings: given.append(settings))
+    monkeypatch.delenv(avatar_job.AVATAR_AGENT_NAME_VARIABLE, raising=False)
+    parser = build_parser()
+    for argv in (["worker", "--role", "avatar", "dev"], ["worker", "dev"]):
+        args = parser.parse_args(argv)
+        args.func(args)
+    avatar, conversation_worker = given
+    assert (avatar.role, avatar.agent_name) == ("avatar", "avatar-participant")
+    assert (conversation_worker.role, conversation_worker.agent_name) == ("conversation", "avatar")
+    options = livekit_worker.worker_options(avatar)
+    assert options.entrypoint_fnc is livekit_worker.avatar_entrypoint
+    assert options.agent_name == "avatar-participant"
+
+
+def test_the_avatar_entrypoint_joins_with_the_agents_token_and_leaves_with_it(monkeypatch):
+    job = AvatarJob(CastRequest(character="ada"), "agent-1", "avatar-agent-1", "ws://lk", "jwt")
+    started = []
+
+    class Participant:
+        async def aclose(self) -> None:
+            started.append("closed")
+
+    async def start_avatar_participant(*, room, engine, job, library):
+        started.append((room.isconnected(), engine, job, library))
+        return Participant()
+
+    monkeypatch.setattr(avatar_participant, "start_avatar_participant", start_avatar_participant)
+
+    async def run() -> None:
+        server = StandInServer()
+        agent = StandInRoom(server, "agent-1")
+        agent.join()
+        room = StandInRoom(server, "avatar-agent-1")
+        with fake_job_context(room=room, job_metadata=job.to_metadata()) as ctx:
+            ctx.proc.userdata[livekit_worker.ENGINE_KEY] = "engine"
+            ctx.proc.userdata[livekit_worker.LIBRARY_KEY] = "library"
+            ended = []
+            monkeypatch.setattr(type(ctx), "shutdown", lambda self, reason="": ended.append(reason))
+            await livekit_worker.avatar_entrypoint(ctx)
+            assert room.joined_with == ("ws://lk", "jwt")  # the token the agent minted
+            assert started == [(True, "engine", job, "library")]
+            agent.leave()  # the agent is gone: so is its avatar
+            assert ended == ["the agent left"]
+            for callback in ctx._shutdown_callbacks:
+                await callback("test")
+            assert started[-1] == "closed"
+
+    asyncio.run(run())

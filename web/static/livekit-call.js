@@ -20,7 +20,7 @@
   // livekit-agents keeps its state in this attribute of the participant that also publishes the
   // avatar (AvatarRunner runs in the agent's job, app/conversation.py)
   const AGENT_STATE = "lk.agent.state";
-  const SPEAKER = "avatar.speaker"; // the character who has the floor (app/conversation.py)
+  const SPEAKER = "avatar.speaker"; // the character who has the floor (app/casting.py)
   const TRANSCRIPTION = "lk.transcription"; // livekit-agents' transcript streams
   const SEGMENT_ID = "lk.segment_id";
   const FINAL = "lk.transcription_final";
