@@ -77,7 +77,9 @@ class AvatarParticipant:
 
 def speaker_index(casting: Casting) -> Callable[[str], int | None]:
     """A speaker's name or character id (any case) -> its index in the cast, None if not in
-    it."""
+    it; a cast of one speaks whatever the agent is called."""
+    if len(casting.personas) == 1:
+        return lambda name: 0
     names = tuple(p.name for p in casting.personas)
     index = {key.casefold(): i for keys in (casting.ids, names) for i, key in enumerate(keys)}
     return lambda name: index.get(name.casefold())
