@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Literal
 from app.casting import agent_name_from
 
 if TYPE_CHECKING:
-    from livekit import rtc
     from livekit.agents import AgentServer, JobContext, JobProcess, WorkerOptions
 
     from app.avatar.engine import RuntimeKind
@@ -128,6 +127,8 @@ async def avatar_entrypoint(ctx: JobContext) -> None:
     """Another agent's avatar: join its room with the token it minted (as the avatar's own
     identity, publishing for the agent), show the cast, speak its audio. The job ends when the
     avatar leaves the room (the agent's AvatarSession removes it) or the agent does."""
+    from livekit import rtc
+
     from app.avatar_job import AvatarJob
     from app.avatar_participant import start_avatar_participant
 
@@ -139,8 +140,9 @@ async def avatar_entrypoint(ctx: JobContext) -> None:
             ctx.shutdown("the agent left")
 
     ctx.room.on("participant_disconnected", on_left)
-    # the job's room, joined with the agent's token: its disconnect ends the job
-    await ctx.room.connect(job.url, job.token)
+    # the job's room, joined with the agent's token: its disconnect ends the job. The audio
+    # comes as data streams, so no track is worth subscribing to.
+    await ctx.room.connect(job.url, job.token, options=rtc.RoomOptions(auto_subscribe=False))
     participant = await start_avatar_participant(
         room=ctx.room,
         engine=ctx.proc.userdata[ENGINE_KEY],
