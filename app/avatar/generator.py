@@ -133,17 +133,20 @@ class AvatarVideoGenerator(VideoGenerator):
     def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         """The livekit stream: each VideoFrame, then its AudioFrame only when it carries a
         segment's audio (AvatarRunner counts every AudioFrame as playback), then
-        AudioSegmentEnd after a segment's last audio."""
+        AudioSegmentEnd after a segment's last audio. A clear_buffer while a frame goes out
+        drops the rest of it: AvatarRunner has reported the segment interrupted, and would
+        count that audio as the next segment's start."""
         return self._livekit_items()
 
     async def _livekit_items(
         self,
     ) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         async for frame in self.frames():
+            epoch = self._epoch
             yield frame.video
-            if frame.in_segment:
+            if frame.in_segment and self._epoch == epoch:
                 yield frame.audio
-            if frame.segment_end:
+            if frame.segment_end and self._epoch == epoch:
                 yield AudioSegmentEnd()
 
     async def frames(self) -> AsyncGenerator[AvatarFrame, None]:

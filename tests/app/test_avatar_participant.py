@@ -228,19 +228,27 @@ def test_clear_buffer_stops_the_video_within_a_chunk_and_reports_the_position(mi
         call.output.clear_buffer()
         event = await call.output.wait_for_playout()
         answered = time.monotonic() - cleared_at
-        assert event.interrupted and 0.3 < event.playback_position < 2.0
+        played = event.playback_position
+        assert event.interrupted and 0.3 < played < 2.0
         assert answered < 1.0, f"playback_finished {answered:.2f} s after the clear (timeout 2 s)"
         (clear,) = call.server.calls(CLEAR)
         await asyncio.sleep(0.5)
-        # the video stops speaking within one chunk of the clear
+        # the video stops speaking within one chunk of the clear, and nothing more is said
+        # to have started playing
         assert call.audio_pushed_after(clear.at) <= chunk_frames
-        # the next reply plays whole, and is reported once
-        await call.say(speech(0.4, AGENT_AUDIO_RATE, seed=4))
+        assert len(call.server.calls(STARTED)) == 1
+        # the next reply plays whole, and is reported started and finished once
+        next_reply = speech(0.4, AGENT_AUDIO_RATE, seed=4)
+        await call.say(next_reply)
         event = await call.output.wait_for_playout()
         assert not event.interrupted
+        assert event.playback_position == pytest.approx(
+            len(next_reply) / AGENT_AUDIO_RATE, abs=0.05
+        )
         await asyncio.sleep(0.1)
         finished = call.finished()
         assert [f["interrupted"] for f in finished] == [True, False]
+        assert finished[0]["playback_position"] == pytest.approx(played, abs=0.05)
         assert len(call.server.calls(STARTED)) == 2
 
     asyncio.run(asyncio.wait_for(run_call(micro_engine, CastRequest(), scenario), 60))
