@@ -92,14 +92,15 @@ class AvatarSession(avatar.AvatarSession):
         Raises:
             ValueError: the server's URL, key or secret is neither given nor in LIVEKIT_*.
         """
-        given = dict(zip(SETTINGS, (livekit_url, api_key, api_secret), strict=True))
-        url, key, secret = (given[name] or os.environ.get(name, "") for name in SETTINGS)
-        missing = [name for name in SETTINGS if not (given[name] or os.environ.get(name))]
+        given = zip(SETTINGS, (livekit_url, api_key, api_secret), strict=True)
+        settings = {name: value or os.environ.get(name, "") for name, value in given}
+        missing = [name for name, value in settings.items() if not value]
         if missing:
             raise ValueError(
                 f"the avatar needs {', '.join(missing)} (or the matching arguments of start()) "
                 "to mint its token and dispatch it"
             )
+        url, key, secret = settings.values()
         agent_identity = agent_identity_in(room)
         identity = self._avatar_identity or f"avatar-{agent_identity}"
         token = avatar_token(
