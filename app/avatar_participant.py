@@ -37,7 +37,10 @@ class _SpeakerMark:
 class NamedAudioReceiver(DataStreamAudioReceiver):
     """DataStreamAudioReceiver that passes on each segment's speaker (its stream's
     SPEAKER_ATTRIBUTE) in order with the audio: `on_speaker` is called just before the
-    segment's first frame is handed on, so what was pushed before it keeps its speaker."""
+    segment's first frame is handed on, so what was pushed before it keeps its speaker.
+
+    It reaches into livekit-agents 1.8's receiver (`_iter_reader`, `_data_ch`; pyproject pins
+    <1.9): the scene test in tests/app/test_avatar_participant.py fails if those change."""
 
     def __init__(
         self, room: rtc.Room, *, sender_identity: str, on_speaker: Callable[[str], None]
