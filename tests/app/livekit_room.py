@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from livekit import api, rtc
@@ -36,63 +38,85 @@ def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float) -> None:
         raise TimeoutError(f"the worker did not log {needle!r} within {timeout:.0f} s")
 
 
-async def run_worker_in_room(*, metadata: str, timeout: float) -> None:
-    """Start a worker, dispatch it to a new room with `metadata`, join as a caller, and check
-    that the avatar publishes its audio and video and that video frames arrive."""
-    names = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
-    url, key, secret = (os.environ[name] for name in names)
-    tag = uuid.uuid4().hex[:8]
-    room_name, agent_name = f"avatar-test-{tag}", f"avatar-test-{tag}"
+@dataclass(frozen=True)
+class Server:
+    url: str
+    key: str
+    secret: str
+    room: str  # a new room's name, made for this test
+
+
+@contextlib.asynccontextmanager
+async def worker_and_room(
+    args: list[str], env: dict[str, str], timeout: float, room: str
+) -> AsyncIterator[Server]:
+    """`avatar worker ARGS dev` registered with the server, and a new room; both gone after."""
+    url, key, secret = (
+        os.environ[name] for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "commands.cli", "worker", "dev", "--log-level", "info"],
-        env={**os.environ, "LIVEKIT_AGENT_NAME": agent_name},  # explicit dispatch only
+        [sys.executable, "-m", "commands.cli", "worker", *args, "dev", "--log-level", "info"],
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    room = rtc.Room()
     try:
         await asyncio.to_thread(_wait_for_line, proc, "registered worker", timeout)
         async with api.LiveKitAPI(url, key, secret) as lk:
-            await lk.room.create_room(api.CreateRoomRequest(name=room_name))
-            request = api.CreateAgentDispatchRequest(
-                agent_name=agent_name, room=room_name, metadata=metadata
-            )
-            await lk.agent_dispatch.create_dispatch(request)
-        tracks: dict[str, rtc.Track] = {}
-        published = asyncio.Event()
-
-        @room.on("track_subscribed")
-        def _on_track(track: rtc.Track, *_: object) -> None:
-            tracks[track.name] = track
-            if AVATAR_TRACKS <= set(tracks):
-                published.set()
-
-        token = (
-            api.AccessToken(key, secret)
-            .with_identity(f"caller-{tag}")
-            .with_grants(api.VideoGrants(room_join=True, room=room_name))
-            .with_ttl(timedelta(minutes=10))
-            .to_jwt()
-        )
-        await room.connect(url, token)
-        await asyncio.wait_for(published.wait(), timeout)
-        video = rtc.VideoStream(tracks["avatar_video"])
-        frames = 0
-        async with asyncio.timeout(timeout):
-            async for event in video:
-                assert event.frame.width > 0 and event.frame.height > 0
-                frames += 1
-                if frames == 25:  # one second of the avatar
-                    break
-        await video.aclose()
+            await lk.room.create_room(api.CreateRoomRequest(name=room))
+        yield Server(url, key, secret, room)
     finally:
-        await room.disconnect()
         proc.terminate()
         proc.wait(timeout=30)
         async with api.LiveKitAPI(url, key, secret) as lk:
             with contextlib.suppress(api.TwirpError):  # not there if the start failed
-                await lk.room.delete_room(api.DeleteRoomRequest(room=room_name))
+                await lk.room.delete_room(api.DeleteRoomRequest(room=room))
+
+
+async def run_worker_in_room(*, metadata: str, timeout: float) -> None:
+    """Start a worker, dispatch it to a new room with `metadata`, join as a caller, and check
+    that the avatar publishes its audio and video and that video frames arrive."""
+    tag = uuid.uuid4().hex[:8]
+    agent_name = f"avatar-test-{tag}"
+    env = {"LIVEKIT_AGENT_NAME": agent_name}  # explicit dispatch only
+    room = rtc.Room()
+    async with worker_and_room([], env, timeout, f"avatar-test-{tag}") as server:
+        try:
+            async with api.LiveKitAPI(server.url, server.key, server.secret) as lk:
+                request = api.CreateAgentDispatchRequest(
+                    agent_name=agent_name, room=server.room, metadata=metadata
+                )
+                await lk.agent_dispatch.create_dispatch(request)
+            tracks: dict[str, rtc.Track] = {}
+            published = asyncio.Event()
+
+            @room.on("track_subscribed")
+            def _on_track(track: rtc.Track, *_: object) -> None:
+                tracks[track.name] = track
+                if AVATAR_TRACKS <= set(tracks):
+                    published.set()
+
+            token = (
+                api.AccessToken(server.key, server.secret)
+                .with_identity(f"caller-{tag}")
+                .with_grants(api.VideoGrants(room_join=True, room=server.room))
+                .with_ttl(timedelta(minutes=10))
+                .to_jwt()
+            )
+            await room.connect(server.url, token)
+            await asyncio.wait_for(published.wait(), timeout)
+            video = rtc.VideoStream(tracks["avatar_video"])
+            frames = 0
+            async with asyncio.timeout(timeout):
+                async for event in video:
+                    assert event.frame.width > 0 and event.frame.height > 0
+                    frames += 1
+                    if frames == 25:  # one second of the avatar
+                        break
+            await video.aclose()
+        finally:
+            await room.disconnect()
 
 
 async def run_agent_with_avatar(*, character: str, timeout: float) -> None:
@@ -105,52 +129,37 @@ async def run_agent_with_avatar(*, character: str, timeout: float) -> None:
     from app.avatar_job import PUBLISH_ON_BEHALF
     from app.livekit_avatar import AvatarSession
 
-    names = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
-    url, key, secret = (os.environ[name] for name in names)
     tag = uuid.uuid4().hex[:8]
-    room_name, agent_name, agent = f"avatar-test-{tag}", f"avatar-face-{tag}", f"agent-{tag}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "commands.cli", "worker", "--role", "avatar", "dev"],
-        env={**os.environ, "LIVEKIT_AVATAR_AGENT_NAME": agent_name},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    agent_name, agent = f"avatar-face-{tag}", f"agent-{tag}"
+    env = {"LIVEKIT_AVATAR_AGENT_NAME": agent_name}
     room = rtc.Room()
     avatar = AvatarSession(character=character, agent_name=agent_name)
-    try:
-        await asyncio.to_thread(_wait_for_line, proc, "registered worker", timeout)
-        async with api.LiveKitAPI(url, key, secret) as lk:
-            await lk.room.create_room(api.CreateRoomRequest(name=room_name))
-        token = (
-            api.AccessToken(key, secret)
-            .with_kind("agent")
-            .with_identity(agent)
-            .with_grants(api.VideoGrants(room_join=True, room=room_name))
-            .to_jwt()
-        )
-        await room.connect(url, token)
-        session = AgentSession()
-        await avatar.start(session, room)
-        await avatar.wait_for_join(timeout=timeout)
-        (face,) = [p for p in room.remote_participants.values() if p.identity != agent]
-        assert face.attributes.get(PUBLISH_ON_BEHALF) == agent
-        output = session.output.audio
-        assert output is not None
-        rate, seconds = 24000, 1.0
-        t = np.arange(int(rate * seconds)) / rate
-        reply = (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
-        for i in range(0, len(reply), rate // 50):
-            piece = reply[i : i + rate // 50]
-            await output.capture_frame(rtc.AudioFrame(piece.tobytes(), rate, 1, len(piece)))
-        output.flush()
-        event = await asyncio.wait_for(output.wait_for_playout(), timeout)
-        assert not event.interrupted and abs(event.playback_position - seconds) < 0.1
-    finally:
-        await avatar.aclose()
-        await room.disconnect()
-        proc.terminate()
-        proc.wait(timeout=30)
-        async with api.LiveKitAPI(url, key, secret) as lk:
-            with contextlib.suppress(api.TwirpError):
-                await lk.room.delete_room(api.DeleteRoomRequest(room=room_name))
+    async with worker_and_room(["--role", "avatar"], env, timeout, f"avatar-test-{tag}") as server:
+        try:
+            token = (
+                api.AccessToken(server.key, server.secret)
+                .with_kind("agent")
+                .with_identity(agent)
+                .with_grants(api.VideoGrants(room_join=True, room=server.room))
+                .to_jwt()
+            )
+            await room.connect(server.url, token)
+            session = AgentSession()
+            await avatar.start(session, room)
+            await avatar.wait_for_join(timeout=timeout)
+            (face,) = [p for p in room.remote_participants.values() if p.identity != agent]
+            assert face.attributes.get(PUBLISH_ON_BEHALF) == agent
+            output = session.output.audio
+            assert output is not None
+            rate, seconds = 24000, 1.0
+            t = np.arange(int(rate * seconds)) / rate
+            reply = (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+            for i in range(0, len(reply), rate // 50):
+                piece = reply[i : i + rate // 50]
+                await output.capture_frame(rtc.AudioFrame(piece.tobytes(), rate, 1, len(piece)))
+            output.flush()
+            event = await asyncio.wait_for(output.wait_for_playout(), timeout)
+            assert not event.interrupted and abs(event.playback_position - seconds) < 0.1
+        finally:
+            await avatar.aclose()
+            await room.disconnect()
