@@ -82,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         from avatar_engine.training.distill import train_student
 
-        teacher = _speaker(args.teacher, "teacher")
+        teacher = None if args.from_data else _speaker(args.teacher, "teacher")
         train_student(
             _preset(),
             _vae(args.vae),
@@ -166,6 +166,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--threads", type=int, default=0)
     train.add_argument("--guide-mouths", action="store_true", help=GUIDE_MOUTHS_HELP)
+    train.add_argument(
+        "--from-data",
+        action="store_true",
+        help="student: regress the clips' own latents, not a teacher's ODE (needs --init)",
+    )
     train.add_argument(
         "--init", type=Path, help="start from this run of the same stage (VAE, teacher or student)"
     )

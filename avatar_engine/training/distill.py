@@ -6,6 +6,12 @@ Two losses, mixed:
   prediction: the samples the student generates), predicts the ODE's endpoint;
 - DMD: the student's 2-step sample is pushed along (fake score - real score), the real score
   being the teacher and the fake score a copy of it trained online on the student's samples.
+
+Without a teacher (`teacher=None`), the regression's targets are the clips' own latents: at
+each step time the student, given the clip noised to t_s (or its own renoised prediction),
+predicts the clip. From pure noise that is the clip's mean given the picture and the speech,
+which for a mouth driven by the speech is the mouth following it; the teacher's samples, whose
+mouths follow the speech less than the data's do, then no longer bound the student's.
 """
 
 from __future__ import annotations
@@ -115,7 +121,7 @@ def dmd_loss(teacher, fake, inputs: DiTInputs, sample: torch.Tensor) -> torch.Te
 def train_student(
     preset: Preset,
     vae: WanVAE,
-    teacher: Speaker,
+    teacher: Speaker | None,
     run_dir: Path | str,
     *,
     steps: int,
@@ -133,32 +139,42 @@ def train_student(
 ) -> Speaker:
     """Distil (or resume). dmd_weight 0 is pure ODE regression; init starts the student from
     an earlier student (e.g. a regression-distilled one, before adding DMD) instead of the
-    teacher; guidance and mouths_only shape the teacher's ODE (see teacher_ode)."""
+    teacher; guidance and mouths_only shape the teacher's ODE (see teacher_ode). With no
+    teacher the targets are the clips themselves (the module's docstring) and init is needed."""
+    if teacher is None and (init is None or dmd_weight > 0 or guidance != 1.0):
+        raise ValueError("training a student on the clips needs --init, and takes no DMD or "
+                         "guidance (both come from a teacher)")  # fmt: skip
     torch.manual_seed(seed)
-    teacher = teacher.eval().requires_grad_(False)
-    student = copy.deepcopy(init or teacher).train().requires_grad_(True)
-    student.encoder.requires_grad_(False)  # the teacher's speech encoder is kept as is
-    fake = copy.deepcopy(teacher.dit).train().requires_grad_(True)
+    source = init or teacher
+    assert source is not None
+    student = copy.deepcopy(source).train().requires_grad_(True)
+    if teacher is not None:  # the student hears the speech as the teacher it imitates does
+        student.encoder = copy.deepcopy(teacher.encoder)
+    student.encoder.requires_grad_(False)  # the speech encoder is kept as is
     opt = torch.optim.AdamW(student.dit.parameters(), lr=lr, weight_decay=0.01)
-    fake_opt = torch.optim.AdamW(fake.parameters(), lr=fake_lr, weight_decay=0.01)
-    loop = TrainLoop(
-        run_dir,
-        modules={"student": student, "fake": fake},
-        optimizers={"student": opt, "fake": fake_opt},
-        total=steps,
-        desc="student",
-    )
+    modules: dict[str, torch.nn.Module] = {"student": student}
+    optimizers = {"student": opt}
+    if teacher is not None:
+        teacher = teacher.eval().requires_grad_(False)
+        fake = copy.deepcopy(teacher.dit).train().requires_grad_(True)
+        fake_opt = torch.optim.AdamW(fake.parameters(), lr=fake_lr, weight_decay=0.01)
+        modules["fake"], optimizers["fake"] = fake, fake_opt
+    loop = TrainLoop(run_dir, modules=modules, optimizers=optimizers, total=steps, desc="student")
     pool, geometry = latent_pool(vae.eval(), preset, seed + 7, chunks, pool_size)
     times = tuple(preset.stream.denoise_times)
 
     def step(i: int) -> dict[str, float]:
         set_lr(opt, cosine_lr(i, steps, peak=lr))
         with torch.no_grad():
-            inputs = dit_inputs(pool.sample(batch), teacher.encoder, geometry, preset)
+            inputs = dit_inputs(pool.sample(batch), student.encoder, geometry, preset)
         x0 = torch.randn_like(inputs.x1)
-        starts, endpoint = teacher_ode(
-            teacher.dit, inputs, x0, times, guidance=guidance, mouths_only=mouths_only
-        )
+        if teacher is None:
+            starts = [interpolate(inputs.x1, x0, t) for t in times]
+            endpoint = inputs.x1
+        else:
+            starts, endpoint = teacher_ode(
+                teacher.dit, inputs, x0, times, guidance=guidance, mouths_only=mouths_only
+            )
         self_mix = max_self_mix * min(1.0, i / max(1, steps // 2))
         regression = torch.zeros(())
         previous = None
@@ -170,14 +186,14 @@ def train_student(
             regression = regression + speech_weighted_mse(previous, endpoint, inputs) / len(times)
         losses = {"regression": regression}
         loss = regression
-        if dmd_weight > 0:
+        if teacher is not None and dmd_weight > 0:
             losses["dmd"] = dmd_loss(teacher.dit, fake, inputs, previous)
             loss = loss + dmd_weight * losses["dmd"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.dit.parameters(), 1.0)
         opt.step()
-        if dmd_weight > 0:  # the fake score follows the student's current samples
+        if teacher is not None and dmd_weight > 0:  # the fake score follows the student
             fake_inputs = dataclasses.replace(inputs, x1=previous.detach())
             fake_loss = flow_matching_loss(fake, fake_inputs, window=ClipWindow.BIDIRECTIONAL)
             fake_opt.zero_grad(set_to_none=True)
@@ -186,7 +202,8 @@ def train_student(
             losses["fake_score"] = fake_loss
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["student_vs_data"] = float((previous.detach() - inputs.x1).square().mean())
-        out["teacher_vs_data"] = float((endpoint - inputs.x1).square().mean())
+        if teacher is not None:
+            out["teacher_vs_data"] = float((endpoint - inputs.x1).square().mean())
         return out
 
     loop.run(step)

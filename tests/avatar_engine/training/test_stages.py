@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
@@ -112,3 +113,30 @@ def test_latent_pool_replaces_a_clip_every_refresh_every_samples():
     for _ in range(8):
         pool.sample(1)
     assert pool.made == 4  # two to fill it, then a fresh clip at samples 3 and 6
+
+
+def test_a_student_learns_from_the_clips_or_hears_as_its_teacher(tmp_path):
+    small = dict(pool_size=2, seed=1, chunks=2)
+    vae = random_vae(MICRO_TRAIN.vae, device="cpu", seed=3)
+    teacher, other = new_speaker(MICRO_TRAIN, seed=4), new_speaker(MICRO_TRAIN, seed=5)
+    with pytest.raises(ValueError, match="--init"):
+        train_student(MICRO_TRAIN, vae, None, tmp_path / "none", steps=1, **small)
+
+    # On the clips: no teacher, the student starts from `init` and keeps its speech encoder.
+    student = train_student(MICRO_TRAIN, vae, None, tmp_path / "data", steps=2, init=other,
+                            **small)  # fmt: skip
+    log = list(read_log(tmp_path / "data"))
+    assert len(log) == 2 and "teacher_vs_data" not in log[0]
+    assert log[0]["regression"] > 0
+    assert not torch.equal(student.dit.blocks[0].ffn[0].weight, other.dit.blocks[0].ffn[0].weight)
+    assert _same_encoder(student, other)
+
+    # From a teacher, starting from another student: it hears the speech as its teacher does.
+    student = train_student(MICRO_TRAIN, vae, teacher, tmp_path / "ode", steps=1, init=other,
+                            **small)  # fmt: skip
+    assert _same_encoder(student, teacher) and not _same_encoder(student, other)
+
+
+def _same_encoder(a, b) -> bool:
+    pairs = zip(a.encoder.parameters(), b.encoder.parameters(), strict=True)
+    return all(torch.equal(x, y) for x, y in pairs)
