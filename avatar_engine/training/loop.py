@@ -99,13 +99,17 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 def load_trained(run_dir: Path | str, name: str, module: nn.Module) -> nn.Module:
     """Load one module's weights from a run's checkpoint (for the next stage or export), or
-    from an exported model's directory (assets/models/tiny): its VAE for "vae", its DiT and
-    speech encoder for a teacher or student, so training can go on from the shipped model."""
+    from an exported model's directory (assets/models/tiny): its VAE for "vae", its reference
+    decoder for "decoder", its DiT and speech encoder for a teacher or student, so training can
+    go on from the shipped model and a new student ships with the shipped decoder."""
     exported = EmbeddedModel(Path(run_dir))
     if exported.dit.is_file():
         exported.check()
-        if name == "vae":
-            module.load_state_dict(load_file(str(exported.vae)))
+        if name in ("vae", "decoder"):
+            weights = exported.vae if name == "vae" else exported.reference_decoder
+            if not weights.is_file():
+                raise FileNotFoundError(f"{exported.directory} has no {weights.name}")
+            module.load_state_dict(load_file(str(weights)))
         else:  # a teacher or a student: the DiT and its speech encoder
             module.dit.load_state_dict(load_file(str(exported.dit)))
             module.encoder.load_state_dict(load_file(str(exported.audio)))

@@ -18,6 +18,7 @@ from avatar_engine.training.distill import train_student
 from avatar_engine.training.loop import load_trained, read_log
 from avatar_engine.training.teacher import latent_pool, new_speaker, train_teacher
 from avatar_engine.training.vae import latent_statistics, train_vae
+from avatar_engine.vae.reference_decoder import ReferenceDecoder
 from avatar_engine.vae.video import from_uint8_frames
 from avatar_engine.vae.weights import random_vae
 from tests.avatar_engine.training.conftest import MICRO_TRAIN
@@ -85,8 +86,12 @@ def test_stages_train_resume_and_export(tmp_path):
         tmp_path / "model", "vae", random_vae(MICRO_TRAIN.vae, device="cpu", seed=9)
     )
     assert torch.equal(vae_again.conv1.weight, vae.conv1.weight)
+    decoder_again = load_trained(tmp_path / "model", "decoder", ReferenceDecoder(MICRO_TRAIN.vae))
+    assert torch.equal(decoder_again.out.weight, decoder.out.weight)
     model.save(dit=student.dit, vae=vae, encoder=student.encoder)  # no reference decoder now
     assert not model.reference_decoder.exists() and not model.spec().reference_decoder_weights
+    with pytest.raises(FileNotFoundError, match="reference_decoder"):
+        load_trained(tmp_path / "model", "decoder", ReferenceDecoder(MICRO_TRAIN.vae))
 
 
 def test_latent_statistics_normalise_the_clips_they_were_measured_on():
