@@ -162,7 +162,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
     train.add_argument("--dmd-weight", type=float, default=0.0, help="0: ODE regression only")
     train.add_argument(
-        "--guidance", type=float, default=1.0, help="student: speech guidance of the teacher's ODE"
+        "--guidance",
+        type=float,
+        default=1.0,
+        help="student: speech guidance of the teacher's ODE (with --from-data, of the clips)",
     )
     train.add_argument("--threads", type=int, default=0)
     train.add_argument("--guide-mouths", action="store_true", help=GUIDE_MOUTHS_HELP)

@@ -11,7 +11,11 @@ Without a teacher (`teacher=None`), the regression's targets are the clips' own 
 each step time the student, given the clip noised to t_s (or its own renoised prediction),
 predicts the clip. From pure noise that is the clip's mean given the picture and the speech,
 which for a mouth driven by the speech is the mouth following it; the teacher's samples, whose
-mouths follow the speech less than the data's do, then no longer bound the student's.
+mouths follow the speech less than the data's do, then no longer bound the student's. A mean
+is timid where the model is unsure (a photo's mouth opens less than in any one clip), so the
+speech guidance has a form without a teacher too (data_target): the target moves from the
+student's own all-listening prediction through the clip, by the guidance, as classifier-free
+guidance moves a velocity.
 """
 
 from __future__ import annotations
@@ -98,6 +102,20 @@ def teacher_ode(
     return [at[t] for t in times], x
 
 
+def data_target(
+    student, inputs: DiTInputs, x: torch.Tensor, t: float, scale: float | torch.Tensor
+) -> torch.Tensor:
+    """The clip's latents as the student's target at x_t, guided: listening + scale · (clip -
+    listening), `listening` being the student's own prediction with every character listening.
+    Its expectation is the guided mean (the mean given the speech, pushed away from the mean
+    without it); scale 1 is the clip itself."""
+    if isinstance(scale, float) and scale == 1.0:
+        return inputs.x1
+    with torch.no_grad():
+        listening = student_data(student, silenced(inputs), x, t)
+    return listening + scale * (inputs.x1 - listening)
+
+
 def student_data(student, inputs: DiTInputs, x: torch.Tensor, t: float) -> torch.Tensor:
     """The student's data prediction at flow time t (sparse-causal, as it streams)."""
     tt = torch.full((x.shape[0],), t)
@@ -140,10 +158,11 @@ def train_student(
     """Distil (or resume). dmd_weight 0 is pure ODE regression; init starts the student from
     an earlier student (e.g. a regression-distilled one, before adding DMD) instead of the
     teacher; guidance and mouths_only shape the teacher's ODE (see teacher_ode). With no
-    teacher the targets are the clips themselves (the module's docstring) and init is needed."""
-    if teacher is None and (init is None or dmd_weight > 0 or guidance != 1.0):
-        raise ValueError("training a student on the clips needs --init, and takes no DMD or "
-                         "guidance (both come from a teacher)")  # fmt: skip
+    teacher the targets are the clips themselves (the module's docstring), guided the same way
+    (data_target), and init is needed."""
+    if teacher is None and (init is None or dmd_weight > 0):
+        raise ValueError("training a student on the clips needs --init, and takes no DMD "
+                         "(its real score is a teacher)")  # fmt: skip
     torch.manual_seed(seed)
     source = init or teacher
     assert source is not None
@@ -168,9 +187,10 @@ def train_student(
         with torch.no_grad():
             inputs = dit_inputs(pool.sample(batch), student.encoder, geometry, preset)
         x0 = torch.randn_like(inputs.x1)
+        scale = guidance_scale(inputs, guidance, mouths_only=mouths_only)
+        endpoint: torch.Tensor | None = None
         if teacher is None:
             starts = [interpolate(inputs.x1, x0, t) for t in times]
-            endpoint = inputs.x1
         else:
             starts, endpoint = teacher_ode(
                 teacher.dit, inputs, x0, times, guidance=guidance, mouths_only=mouths_only
@@ -182,8 +202,11 @@ def train_student(
             x = starts[s]
             if previous is not None and torch.rand(()) < self_mix:
                 x = interpolate(previous.detach(), torch.randn_like(x), t)  # its own sample
+            target = endpoint
+            if target is None:
+                target = data_target(student.dit, inputs, x, t, scale)
             previous = student_data(student.dit, inputs, x, t)
-            regression = regression + speech_weighted_mse(previous, endpoint, inputs) / len(times)
+            regression = regression + speech_weighted_mse(previous, target, inputs) / len(times)
         losses = {"regression": regression}
         loss = regression
         if teacher is not None and dmd_weight > 0:
@@ -202,7 +225,7 @@ def train_student(
             losses["fake_score"] = fake_loss
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["student_vs_data"] = float((previous.detach() - inputs.x1).square().mean())
-        if teacher is not None:
+        if endpoint is not None:
             out["teacher_vs_data"] = float((endpoint - inputs.x1).square().mean())
         return out
 

@@ -14,7 +14,14 @@ from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.decoder import train_decoder
-from avatar_engine.training.distill import train_student
+from avatar_engine.training.batch import dit_inputs
+from avatar_engine.training.distill import (
+    data_target,
+    guidance_scale,
+    silenced,
+    student_data,
+    train_student,
+)
 from avatar_engine.training.loop import load_trained, read_log
 from avatar_engine.training.teacher import latent_pool, new_speaker, train_teacher
 from avatar_engine.training.vae import latent_statistics, train_vae
@@ -135,6 +142,23 @@ def test_a_student_learns_from_the_clips_or_hears_as_its_teacher(tmp_path):
     assert log[0]["regression"] > 0
     assert not torch.equal(student.dit.blocks[0].ffn[0].weight, other.dit.blocks[0].ffn[0].weight)
     assert _same_encoder(student, other)
+
+    # Guided on the clips: the mouths' targets move away from the student's own listening
+    # prediction by the guidance; elsewhere, and unguided, the target is the clip.
+    pool, geometry = latent_pool(vae, MICRO_TRAIN, 1, 2, 1)
+    inputs = dit_inputs(pool.sample(1), student.encoder, geometry, MICRO_TRAIN)
+    x = torch.randn_like(inputs.x1)
+    assert torch.equal(data_target(student.dit, inputs, x, 0.5, 1.0), inputs.x1)
+    scale = guidance_scale(inputs, 3.0, mouths_only=True)
+    guided = data_target(student.dit, inputs, x, 0.5, scale)
+    listening = student_data(student.dit, silenced(inputs), x, 0.5)
+    away = (scale == 1).expand_as(guided)
+    assert away.any() and not away.all()
+    assert torch.allclose(guided[away], inputs.x1[away], atol=1e-5)
+    assert torch.allclose(guided - listening, scale * (inputs.x1 - listening), atol=1e-5)
+    assert scale.max() == 3
+    train_student(MICRO_TRAIN, vae, None, tmp_path / "guided", steps=1, init=other,
+                  guidance=2.0, mouths_only=True, **small)  # fmt: skip
 
     # From a teacher, starting from another student: it hears the speech as its teacher does.
     student = train_student(MICRO_TRAIN, vae, teacher, tmp_path / "ode", steps=1, init=other,
