@@ -12,9 +12,9 @@ from avatar_engine.audio.routing import route_to_speaker
 from avatar_engine.embedded import EmbeddedModel
 from avatar_engine.scene import scene_from_image
 from avatar_engine.session import StreamSession
+from avatar_engine.training.batch import dit_inputs
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.decoder import train_decoder
-from avatar_engine.training.batch import dit_inputs
 from avatar_engine.training.distill import (
     data_target,
     guidance_scale,
