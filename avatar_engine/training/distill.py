@@ -164,9 +164,7 @@ def train_student(
         raise ValueError("training a student on the clips needs --init, and takes no DMD "
                          "(its real score is a teacher)")  # fmt: skip
     torch.manual_seed(seed)
-    source = init or teacher
-    assert source is not None
-    student = copy.deepcopy(source).train().requires_grad_(True)
+    student = copy.deepcopy(init or teacher).train().requires_grad_(True)
     if teacher is not None:  # the student hears the speech as the teacher it imitates does
         student.encoder = copy.deepcopy(teacher.encoder)
     student.encoder.requires_grad_(False)  # the speech encoder is kept as is
@@ -187,10 +185,10 @@ def train_student(
         with torch.no_grad():
             inputs = dit_inputs(pool.sample(batch), student.encoder, geometry, preset)
         x0 = torch.randn_like(inputs.x1)
-        scale = guidance_scale(inputs, guidance, mouths_only=mouths_only)
-        endpoint: torch.Tensor | None = None
+        endpoint: torch.Tensor | None = None  # the teacher's; without one, the clip's (guided)
         if teacher is None:
             starts = [interpolate(inputs.x1, x0, t) for t in times]
+            scale = guidance_scale(inputs, guidance, mouths_only=mouths_only)
         else:
             starts, endpoint = teacher_ode(
                 teacher.dit, inputs, x0, times, guidance=guidance, mouths_only=mouths_only
@@ -202,9 +200,9 @@ def train_student(
             x = starts[s]
             if previous is not None and torch.rand(()) < self_mix:
                 x = interpolate(previous.detach(), torch.randn_like(x), t)  # its own sample
-            target = endpoint
-            if target is None:
-                target = data_target(student.dit, inputs, x, t, scale)
+            target = (
+                endpoint if endpoint is not None else data_target(student.dit, inputs, x, t, scale)
+            )
             previous = student_data(student.dit, inputs, x, t)
             regression = regression + speech_weighted_mse(previous, target, inputs) / len(times)
         losses = {"regression": regression}
