@@ -80,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init = None if args.init is None else _speaker(args.init, "teacher")
         train_teacher(_preset(), _vae(args.vae), run, chunks=args.chunks, init=init, **common)
     else:
+        from avatar_engine.training.data.clips import kind_weights
         from avatar_engine.training.distill import train_student
 
         teacher = None if args.from_data else _speaker(args.teacher, "teacher")
@@ -93,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             mouths_only=args.guide_mouths,
             chunks=args.chunks,
             init=None if args.init is None else _speaker(args.init, "student"),
+            kind_weights=kind_weights(args.pair_share),
+            even_mouths=args.even_mouths,
             **common,
         )
     print(f"checkpoint: {run}/checkpoint.pt, losses: {run}/log.jsonl")
@@ -173,6 +176,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--from-data",
         action="store_true",
         help="student: regress the clips' own latents, not a teacher's ODE (needs --init)",
+    )
+    train.add_argument(
+        "--pair-share",
+        type=float,
+        default=0.3,
+        help="student: the share of clips with two characters (the rest keep their ratio)",
+    )
+    train.add_argument(
+        "--even-mouths",
+        action="store_true",
+        help="student: a small mouth (a pair's) weighs as much in the loss as a large one",
     )
     train.add_argument(
         "--init", type=Path, help="start from this run of the same stage (VAE, teacher or student)"

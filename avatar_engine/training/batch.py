@@ -21,6 +21,9 @@ from avatar_engine.vae.video import from_uint8_frames
 
 TRAIN_CHARACTERS = 2  # every example is padded to this many characters (a missing one has an
 # empty face mask, so it touches no token)
+# A mouth's cells weigh at least as much together as a mouth on this share of the latent cells
+# (a full-size portrait's mouth region covers about 10%; a half-size one in a pair 3-4%).
+MOUTH_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class LatentClip:
     speaker: int | None
     speaking: torch.Tensor  # [K, F] bool
     face_masks: torch.Tensor  # [K, gh, gw]
-    mouths: torch.Tensor  # [h, w] 1 on the latent cells that show a mouth
+    mouths: torch.Tensor  # [h, w] mouth_cells
     kind: str
 
 
@@ -52,11 +55,23 @@ def encode_clip(vae: WanVAE, clip: Clip, preset: Preset) -> LatentClip:
     masks[:k] = torch.stack([face_mask_from_box(preset.stream, b) for b in clip.face_boxes])
     speaking = torch.zeros(TRAIN_CHARACTERS, latents.shape[1], dtype=torch.bool)
     speaking[:k] = clip.speaking_latents
-    pixels_mask = mouth_mask(clip.mouths, video.shape[1], (0, 0), video.shape[1:3])
-    mouths = F.adaptive_max_pool2d(pixels_mask[None], latents.shape[-2:])[0]  # [h, w]
+    mouths = mouth_cells(clip.mouths, video.shape[1], latents.shape[-2:])
     return LatentClip(
         latents, reference[0], still, clip.audio, clip.speaker, speaking, masks, mouths, clip.kind
     )
+
+
+def mouth_cells(mouths, frame: int, grid: tuple[int, int]) -> torch.Tensor:
+    """[h, w] on a latent grid: 0 off the mouths; on a mouth's cells, the weight that makes
+    them together worth at least MOUTH_SHARE of the cells (1 for a mouth that large, more for
+    a smaller one), so a small mouth can be weighed as much as a large one (even_mouths)."""
+    cells = torch.zeros(grid)
+    for mouth in mouths:
+        pixels = mouth_mask([mouth], frame, (0, 0), (frame, frame))
+        mask = F.adaptive_max_pool2d(pixels[None], grid)[0]
+        weight = max(1.0, MOUTH_SHARE * mask.numel() / float(mask.sum().clamp(min=1)))
+        cells = torch.maximum(cells, mask * weight)
+    return cells
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ class DiTInputs:
     cond: torch.Tensor  # [B, stride + z, F, h, w] mask + reference channels
     audio: AudioConditioning
     context: torch.Tensor  # [B, Lt, text_dim] zeros (the embedded model has no text)
-    mouths: torch.Tensor  # [B, h, w] 1 on the latent cells that show a mouth
+    mouths: torch.Tensor  # [B, h, w] mouth_cells: > 0 on the latent cells that show a mouth
 
 
 def dit_inputs(

@@ -32,6 +32,7 @@ from avatar_engine.model.audio import AudioConditioning
 from avatar_engine.model.window import ClipWindow
 from avatar_engine.sampling import interpolate
 from avatar_engine.training.batch import DiTInputs, dit_inputs
+from avatar_engine.training.data.clips import KIND_WEIGHTS
 from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
 from avatar_engine.training.teacher import (
     TEACHER_CHUNKS,
@@ -62,7 +63,8 @@ def guidance_scale(inputs: DiTInputs, guidance: float, *, mouths_only: bool):
     amplified motion stays at the mouth and the rest of the picture follows the plain ODE."""
     if not mouths_only:
         return guidance
-    near = F.max_pool2d(inputs.mouths[:, None], kernel_size=3, stride=1, padding=1)
+    mouths = (inputs.mouths > 0).float()[:, None]
+    near = F.max_pool2d(mouths, kernel_size=3, stride=1, padding=1)
     return 1 + (guidance - 1) * near[:, :, None]
 
 
@@ -154,12 +156,16 @@ def train_student(
     init: Speaker | None = None,
     guidance: float = 1.0,
     mouths_only: bool = False,
+    kind_weights: tuple[float, float, float] = KIND_WEIGHTS,
+    even_mouths: bool = False,
 ) -> Speaker:
     """Distil (or resume). dmd_weight 0 is pure ODE regression; init starts the student from
     an earlier student (e.g. a regression-distilled one, before adding DMD) instead of the
     teacher; guidance and mouths_only shape the teacher's ODE (see teacher_ode). With no
     teacher the targets are the clips themselves (the module's docstring), guided the same way
-    (data_target), and init is needed."""
+    (data_target), and init is needed. kind_weights are the clips' kinds' odds (more pairs:
+    clips.kind_weights); even_mouths weighs a small mouth's cells more in the regression
+    (speech_weighted_mse)."""
     if teacher is None and (init is None or dmd_weight > 0):
         raise ValueError("training a student on the clips needs --init, and takes no DMD "
                          "(its real score is a teacher)")  # fmt: skip
@@ -177,7 +183,9 @@ def train_student(
         fake_opt = torch.optim.AdamW(fake.parameters(), lr=fake_lr, weight_decay=0.01)
         modules["fake"], optimizers["fake"] = fake, fake_opt
     loop = TrainLoop(run_dir, modules=modules, optimizers=optimizers, total=steps, desc="student")
-    pool, geometry = latent_pool(vae.eval(), preset, seed + 7, chunks, pool_size)
+    pool, geometry = latent_pool(
+        vae.eval(), preset, seed + 7, chunks, pool_size, kind_weights=kind_weights
+    )
     times = tuple(preset.stream.denoise_times)
 
     def step(i: int) -> dict[str, float]:
@@ -204,7 +212,8 @@ def train_student(
                 endpoint if endpoint is not None else data_target(student.dit, inputs, x, t, scale)
             )
             previous = student_data(student.dit, inputs, x, t)
-            regression = regression + speech_weighted_mse(previous, target, inputs) / len(times)
+            error = speech_weighted_mse(previous, target, inputs, even_mouths=even_mouths)
+            regression = regression + error / len(times)
         losses = {"regression": regression}
         loss = regression
         if teacher is not None and dmd_weight > 0:

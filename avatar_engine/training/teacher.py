@@ -21,6 +21,7 @@ from avatar_engine.sampling import (
     velocity_from_output,
 )
 from avatar_engine.training.batch import DiTInputs, dit_inputs, encode_clip
+from avatar_engine.training.data.clips import KIND_WEIGHTS
 from avatar_engine.training.data.pool import ClipPool
 from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
 from avatar_engine.vae.model import WanVAE
@@ -58,13 +59,15 @@ def velocity(
 
 
 def speech_weighted_mse(
-    pred: torch.Tensor, target: torch.Tensor, inputs: DiTInputs
+    pred: torch.Tensor, target: torch.Tensor, inputs: DiTInputs, *, even_mouths: bool = False
 ) -> torch.Tensor:
     """Mean squared error over [B, z, F, h, w] latents: a face's cells weigh 1 + FACE_WEIGHT,
-    a mouth's MOUTH_WEIGHT more, the rest 1."""
+    a mouth's MOUTH_WEIGHT more, the rest 1. With even_mouths a small mouth's cells weigh
+    more (batch.mouth_cells): a half-size mouth in a pair covers a third of the cells."""
     faces = inputs.audio.face_masks.amax(dim=1)[:, None]  # [B, 1, gh, gw]
     faces = F.interpolate(faces, size=pred.shape[-2:], mode="nearest")[:, 0]
-    weights = 1 + FACE_WEIGHT * faces + MOUTH_WEIGHT * inputs.mouths
+    mouths = inputs.mouths if even_mouths else (inputs.mouths > 0).float()
+    weights = 1 + FACE_WEIGHT * faces + MOUTH_WEIGHT * mouths
     weights = weights[:, None, None]  # [B, 1, 1, h, w]
     return ((pred - target).square() * weights).mean() / weights.mean()
 
@@ -79,7 +82,13 @@ def flow_matching_loss(dit: WanDiT, inputs: DiTInputs, *, window: ClipWindow) ->
 
 
 def latent_pool(
-    vae: WanVAE, preset: Preset, seed: int, chunks: int, capacity: int, refresh_every: int = 4
+    vae: WanVAE,
+    preset: Preset,
+    seed: int,
+    chunks: int,
+    capacity: int,
+    refresh_every: int = 4,
+    kind_weights: tuple[float, float, float] = KIND_WEIGHTS,
 ) -> tuple[ClipPool, FrameGeometry]:
     geometry = FrameGeometry.of_preset(preset)
     frames = chunks * preset.stream.chunk_latent_frames
@@ -91,6 +100,7 @@ def latent_pool(
         capacity=capacity,
         refresh_every=refresh_every,
         transform=lambda clip: encode_clip(vae, clip, preset),
+        kind_weights=kind_weights,
     )
     return pool, geometry
 

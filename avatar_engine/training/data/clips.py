@@ -24,6 +24,14 @@ KINDS = ("speaking", "silence", "pair")
 KIND_WEIGHTS = (0.55, 0.15, 0.3)
 
 
+def kind_weights(pair_share: float) -> tuple[float, float, float]:
+    """KIND_WEIGHTS with the pairs' share set to pair_share, the others in their ratio."""
+    if not 0 <= pair_share <= 1:
+        raise ValueError(f"the pairs' share is a fraction, not {pair_share}")
+    rest = (1 - pair_share) / (1 - KIND_WEIGHTS[2])
+    return (KIND_WEIGHTS[0] * rest, KIND_WEIGHTS[1] * rest, pair_share)
+
+
 @dataclass(frozen=True)
 class Clip:
     """One training example."""
@@ -90,10 +98,11 @@ def make_clip(
     latent_frames: int,
     held_out: bool = False,
     kind: str | None = None,
+    weights: tuple[float, float, float] = KIND_WEIGHTS,
 ) -> Clip:
-    """Clip `index` of the stream of clips `seed` makes."""
+    """Clip `index` of the stream of clips `seed` makes; `weights` are the KINDS' odds."""
     rng = np.random.default_rng([seed, index, int(held_out)])
-    kind = kind or str(rng.choice(KINDS, p=KIND_WEIGHTS))
+    kind = kind or str(rng.choice(KINDS, p=weights))
     frames = 1 + geometry.frames_per_latent * (latent_frames - 1)
     rate, fps = geometry.sample_rate, geometry.fps
     audio_frames = clip_audio_frames(geometry, latent_frames)

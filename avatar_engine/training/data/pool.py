@@ -10,7 +10,7 @@ import numpy as np
 
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.framing import as_uint8
-from avatar_engine.training.data.clips import Clip, make_clip
+from avatar_engine.training.data.clips import KIND_WEIGHTS, Clip, make_clip
 
 
 class ClipPool:
@@ -24,12 +24,14 @@ class ClipPool:
         capacity: int,
         refresh_every: int = 1,
         transform: Callable[[Clip], Any] | None = None,
+        kind_weights: tuple[float, float, float] = KIND_WEIGHTS,
     ):
         self.seed, self.geometry, self.size = seed, geometry, size
         self.latent_frames, self.capacity = latent_frames, capacity
         self.refresh_every = refresh_every  # replace one clip every this many samples
         self.samples = 0
         self.transform = transform  # e.g. encode to latents; default: keep the video as bytes
+        self.kind_weights = kind_weights
         self.rng = np.random.default_rng(seed)
         self.made = 0
         self.clips: list[Any] = []
@@ -41,6 +43,7 @@ class ClipPool:
             geometry=self.geometry,
             size=self.size,
             latent_frames=self.latent_frames,
+            weights=self.kind_weights,
         )
         self.made += 1
         if self.transform is not None:

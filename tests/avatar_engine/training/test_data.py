@@ -10,7 +10,7 @@ from avatar_engine.audio.encoder import build_encoder
 from avatar_engine.audio.feature_stream import extract_features
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.framing import photo_portrait
-from avatar_engine.training.data.clips import make_clip
+from avatar_engine.training.data.clips import KIND_WEIGHTS, kind_weights, make_clip
 from avatar_engine.training.data.portraits import (
     HELD_OUT_PHOTO,
     TRAIN_PHOTOS,
@@ -36,6 +36,19 @@ def test_clip_features_equal_the_streams():
     with torch.no_grad():
         whole = clip_windows(encoder, GEOMETRY, wave[None], streamed.shape[0])[0]
     assert (whole - streamed).abs().max() < 1e-5
+
+
+def test_the_pairs_share_sets_the_kinds_odds():
+    assert kind_weights(0.3) == pytest.approx(KIND_WEIGHTS)
+    speaking, silence, pair = kind_weights(0.6)
+    assert pair == 0.6 and speaking + silence == pytest.approx(0.4)
+    assert speaking / silence == pytest.approx(KIND_WEIGHTS[0] / KIND_WEIGHTS[1])
+    with pytest.raises(ValueError, match="fraction"):
+        kind_weights(1.5)
+    for index in range(3):
+        drawn = make_clip(3, index, geometry=GEOMETRY, size=64, latent_frames=3,
+                          weights=kind_weights(1.0))  # fmt: skip
+        assert drawn.kind == "pair" and len(drawn.mouths) == 2
 
 
 def test_clips_are_deterministic_and_varied():

@@ -9,7 +9,7 @@ import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.scene import scene_from_image
-from avatar_engine.training.batch import dit_inputs, encode_clip
+from avatar_engine.training.batch import MOUTH_SHARE, dit_inputs, encode_clip, mouth_cells
 from avatar_engine.training.data.clips import make_clip
 from avatar_engine.training.data.motion import mouth_region
 from avatar_engine.training.decoder import decoder_loss
@@ -44,7 +44,7 @@ def test_face_and_mouth_cells_weigh_more_and_a_uniform_error_stays_itself(setup)
     x = inputs.x1
     faces = inputs.audio.face_masks.amax(dim=1)[:, None]  # [B, 1, gh, gw]
     faces = torch.nn.functional.interpolate(faces, size=x.shape[-2:], mode="nearest")[:, :, None]
-    mouths = inputs.mouths[:, None, None]  # [B, 1, 1, h, w]
+    mouths = (inputs.mouths > 0).float()[:, None, None]  # [B, 1, 1, h, w]
     assert 0 < mouths.mean() < faces.mean() < 1  # a mouth, a face, a background
     assert speech_weighted_mse(x + 1, x, inputs) == pytest.approx(1.0)
     classes = {  # disjoint cells (face?, mouth?): their weight
@@ -94,7 +94,32 @@ def test_the_mouth_cells_cover_the_mouth_region():
     expected[
         rows.start // scale : -(-rows.stop // scale), cols.start // scale : -(-cols.stop // scale)
     ] = 1
-    assert torch.equal(cells, expected)
+    assert torch.equal((cells > 0).float(), expected)
+
+
+def test_even_mouths_weigh_a_small_mouth_as_much_as_a_large_one(setup):
+    """A half-size mouth (a pair's) covers fewer latent cells; each of them weighs more, so
+    together they weigh MOUTH_SHARE of the cells, as much as a full-size mouth's do, and only
+    with even_mouths."""
+    large, small = (0.5, 0.6, 0.1), (0.5, 0.6, 0.05)
+    grid = (16, 16)
+    big_cells = mouth_cells([large], 128, grid)
+    small_cells = mouth_cells([small], 128, grid)
+    assert set(big_cells.unique().tolist()) == {0.0, 1.0}
+    assert small_cells.max() > 1
+    assert float(small_cells.sum()) == pytest.approx(MOUTH_SHARE * 256)
+    both = mouth_cells([(0.25, 0.6, 0.05), (0.75, 0.6, 0.1)], 128, grid)
+    assert both[:, :8].max() == small_cells.max() and both[:, 8:].max() == 1
+
+    _, inputs = setup
+    weights = torch.zeros_like(inputs.mouths)
+    weights[inputs.mouths > 0] = 3.0  # as if the clip's mouth were small
+    inputs = dataclasses.replace(inputs, mouths=weights)
+    x = inputs.x1
+    on_mouth = x + (weights > 0).float()[:, None, None]
+    plain = speech_weighted_mse(on_mouth, x, inputs)
+    assert speech_weighted_mse(on_mouth, x, inputs, even_mouths=True) > plain
+    assert speech_weighted_mse(x + 1, x, inputs, even_mouths=True) == pytest.approx(1.0)
 
 
 def test_guidance_one_is_the_plain_ode_and_zero_the_all_listening_one(setup):
