@@ -16,6 +16,7 @@ from avatar_engine.runtime.spec import EngineSpec
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "tiny"
 EMBEDDED_PRESET = "tiny"
+SHIPPED_MODE = 0o644  # the weights files' permissions: anyone may read them
 
 
 @dataclass(frozen=True)
@@ -87,4 +88,5 @@ class EmbeddedModel:
             state = {k: v.detach().float().contiguous() for k, v in module.state_dict().items()}
             tmp = path.with_suffix(".tmp")
             save_file(state, str(tmp))
+            tmp.chmod(SHIPPED_MODE)  # safetensors writes 0600; shipped weights are world-readable
             tmp.replace(path)

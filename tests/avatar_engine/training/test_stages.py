@@ -69,6 +69,7 @@ def test_stages_train_resume_and_export(tmp_path):
 
     model = EmbeddedModel(tmp_path / "model")
     model.save(dit=student.dit, vae=vae, encoder=student.encoder, reference_decoder=decoder)
+    assert {p.stat().st_mode & 0o777 for p in model.directory.iterdir()} == {0o644}
     spec = model.spec()
     spec = replace(spec, preset=MICRO_TRAIN)
     dit, loaded_vae = spec.build_dit("cpu"), spec.build_vae("cpu")
