@@ -132,19 +132,13 @@ def reference_channels(
     return torch.cat([mask, torch.stack(latents, dim=2)], dim=1)
 
 
-FACE_MASK_JAW = 0.25  # how far below a face box its speech still reaches, in box heights
-
-
 def face_mask_from_box(
     stream: StreamConfig, box: tuple[float, float, float, float]
 ) -> torch.Tensor:
     """Token-grid mask of a face box given as (x0, y0, x1, y1) fractions of the frame.
 
-    A token belongs to the face when its centre lies inside the box grown downwards by
-    FACE_MASK_JAW of its height: a detector's box ends about at the chin, and the lips' and
-    jaw's tokens below it must hear the speech too (in a half-size face of a pair, half the
-    mouth's tokens lay below the box). A face smaller than a token (a far face in a group
-    photo) gets the one token under the box's centre.
+    A token belongs to the face when its centre lies inside the box. A face smaller than a
+    token (a far face in a group photo) gets the one token under the box's centre.
 
     Returns:
         [gh, gw] float, 1 inside.
@@ -154,7 +148,7 @@ def face_mask_from_box(
         raise ValueError(f"face box {box} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
     ys = (torch.arange(stream.grid_h) + 0.5) / stream.grid_h
     xs = (torch.arange(stream.grid_w) + 0.5) / stream.grid_w
-    inside_y = (ys >= y0) & (ys < y1 + FACE_MASK_JAW * (y1 - y0))
+    inside_y = (ys >= y0) & (ys < y1)
     inside_x = (xs >= x0) & (xs < x1)
     mask = (inside_y[:, None] & inside_x[None, :]).float()
     if not mask.any():
