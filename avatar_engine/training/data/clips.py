@@ -98,11 +98,11 @@ def make_clip(
     latent_frames: int,
     held_out: bool = False,
     kind: str | None = None,
-    weights: tuple[float, float, float] = KIND_WEIGHTS,
+    kind_weights: tuple[float, float, float] = KIND_WEIGHTS,
 ) -> Clip:
-    """Clip `index` of the stream of clips `seed` makes; `weights` are the KINDS' odds."""
+    """Clip `index` of the stream of clips `seed` makes; kind_weights are the KINDS' odds."""
     rng = np.random.default_rng([seed, index, int(held_out)])
-    kind = kind or str(rng.choice(KINDS, p=weights))
+    kind = kind or str(rng.choice(KINDS, p=kind_weights))
     frames = 1 + geometry.frames_per_latent * (latent_frames - 1)
     rate, fps = geometry.sample_rate, geometry.fps
     audio_frames = clip_audio_frames(geometry, latent_frames)

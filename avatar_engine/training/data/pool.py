@@ -43,7 +43,7 @@ class ClipPool:
             geometry=self.geometry,
             size=self.size,
             latent_frames=self.latent_frames,
-            weights=self.kind_weights,
+            kind_weights=self.kind_weights,
         )
         self.made += 1
         if self.transform is not None:

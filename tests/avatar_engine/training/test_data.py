@@ -47,7 +47,7 @@ def test_the_pairs_share_sets_the_kinds_odds():
         kind_weights(1.5)
     for index in range(3):
         drawn = make_clip(3, index, geometry=GEOMETRY, size=64, latent_frames=3,
-                          weights=kind_weights(1.0))  # fmt: skip
+                          kind_weights=kind_weights(1.0))  # fmt: skip
         assert drawn.kind == "pair" and len(drawn.mouths) == 2
 
 
