@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from avatar_engine.cache import kv_cache_bytes
-from avatar_engine.canvas import Canvas, face_window
+from avatar_engine.canvas import Box, Canvas, Composite, face_window
 from avatar_engine.config import Preset
 from avatar_engine.costs import chunk_flops
 from avatar_engine.scene import SceneConditioning, face_mask_from_box
@@ -94,34 +94,55 @@ def matmul_ceiling(
     return 2 * size**3 * runs / elapsed / 1e9
 
 
-def bench_inputs(preset: Preset, seed: int = 0) -> tuple[SceneConditioning, torch.Tensor]:
-    """A one-character scene and one chunk's speech features [1, 1, Fc, W, Da], random, with
-    the preset's canvas (output size, detail restored)."""
+def bench_faces(characters: int) -> list[Box]:
+    """The benchmark scene's face boxes: FACE_BOX alone, or side by side across the frame."""
+    if characters == 1:
+        return [FACE_BOX]
+    x0, y0, x1, y1 = FACE_BOX
+    width = 0.9 / characters
+    return [(0.05 + k * width, y0, 0.05 + (k + 0.8) * width, y1) for k in range(characters)]
+
+
+def bench_inputs(
+    preset: Preset, seed: int = 0, *, characters: int = 1
+) -> tuple[SceneConditioning, torch.Tensor]:
+    """A scene of `characters` faces and one chunk's speech features [1, K, Fc, W, Da], random,
+    with the preset's canvas (output size, detail restored): where the output is larger than
+    the model's frame, a window per face, as scene_from_image makes them."""
     cfg, stream = preset.dit, preset.stream
     gen = torch.Generator().manual_seed(seed)
     size, model = (stream.output_height, stream.output_width), (stream.height, stream.width)
-    canvas = None
-    if stream.restore_detail or size != model:
+    boxes = bench_faces(characters)
+    per_face = size != model
+    batch = characters if per_face else 1
+    canvas: Canvas | Composite | None = None
+    if stream.restore_detail or per_face:
         picture = torch.randint(0, 256, (1, *size, 3), generator=gen, dtype=torch.uint8)
-        still = torch.rand(1, *model, 3, generator=gen) * 255 if stream.restore_detail else None
-        window = face_window(size, model, [FACE_BOX])
-        canvas = Canvas.of(picture, window, model, still, [FACE_BOX])
+        casts = [[box] for box in boxes] if per_face else [boxes]
+        canvases = []
+        for cast in casts:
+            still = torch.rand(1, *model, 3, generator=gen) * 255 if stream.restore_detail else None
+            canvases.append(Canvas.of(picture, face_window(size, model, cast), model, still, cast))
+        canvas = Composite(tuple(canvases)) if per_face else canvases[0]
+    masks = [face_mask_from_box(stream, box) for box in boxes]  # near enough for timing
+    face_masks = torch.stack(masks)[:, None] if per_face else torch.stack(masks)[None]
+    latent = (batch, cfg.out_dim, stream.latent_h, stream.latent_w)
     scene = SceneConditioning(
-        reference_latent=torch.randn(
-            1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen
-        ),
-        face_masks=face_mask_from_box(stream, FACE_BOX)[None, None],
-        context=torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen),
+        reference_latent=torch.randn(latent, generator=gen),
+        face_masks=face_masks,
+        context=torch.randn(batch, cfg.text_len, cfg.text_dim, generator=gen),
         image_tokens=None
         if cfg.image_dim is None
-        else torch.randn(1, cfg.image_len, cfg.image_dim, generator=gen),
+        else torch.randn(batch, cfg.image_len, cfg.image_dim, generator=gen),
         canvas=canvas,
         picture=StillPicture(
-            torch.randint(0, 256, (1, *model, 3), generator=gen, dtype=torch.uint8),
-            torch.randn(1, cfg.out_dim, stream.latent_h, stream.latent_w, generator=gen),
+            torch.randint(0, 256, (batch, *model, 3), generator=gen, dtype=torch.uint8),
+            torch.randn(latent, generator=gen),
         ),
+        cast=torch.arange(characters)[:, None] if per_face else None,
     )
-    shape = (1, 1, stream.chunk_latent_frames, cfg.audio_window_frames, cfg.audio_feature_dim)
+    shape = (1, characters, stream.chunk_latent_frames, cfg.audio_window_frames,
+             cfg.audio_feature_dim)  # fmt: skip
     return scene, torch.randn(shape, generator=gen)
 
 

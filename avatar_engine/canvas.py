@@ -1,5 +1,6 @@
-"""The canvas: the picture people see. A window of it around the faces is what the DiT
-animates, and the model's frames are pasted back into it at full resolution.
+"""The canvas: the picture people see. A window of it around each face is what the DiT
+animates (a scene's faces are its batch), and the model's frames are pasted back into it at
+full resolution.
 
 Every real-time talking head that runs on a CPU works this way (Wav2Lip, MuseTalk, LiteAvatar,
 LivePortrait): the model draws a small frame around the face, and the rest of what people see
@@ -192,6 +193,11 @@ class Canvas:
         """The output frame's (H, W)."""
         return tuple(self.picture.shape[1:3])
 
+    @property
+    def canvases(self) -> tuple[Canvas, ...]:
+        """Its windows' canvases, as a Composite has them: itself."""
+        return (self,)
+
     def sample(self, frames: torch.Tensor) -> torch.Tensor:
         """Model-size frames [B, T, C, h, w] resampled (bilinear) over `paste`:
         [B, T, C, ph, pw]."""
@@ -222,13 +228,17 @@ class Canvas:
         )
         return torch.exp(-((mean / CHANGE_TOLERANCE) ** 2)).view(b, t, 1, h, w)
 
-    def present(self, chunk: VideoChunk, *, detail: bool = True) -> VideoChunk:
+    def present(
+        self, chunk: VideoChunk, *, detail: bool = True, onto: torch.Tensor | None = None
+    ) -> VideoChunk:
         """The chunk as people see it: [B, T, H, W, 3] uint8 output frames.
 
         Args:
             chunk: frames [B, T, h, w, 3] uint8 as decoded, at the model's size.
             detail: restore the picture's detail (False: the model's frames alone, upsampled,
                 as the evaluation's raw view).
+            onto: [B, T, H, W, 3] uint8 output frames to paint the chunk's into (another
+                window's faces already in them), in place; None: a copy of the picture.
         """
         frames = chunk.frames.permute(0, 1, 4, 2, 3).float().contiguous()  # [B, T, 3, h, w]
         if detail and self.residual is not None:
@@ -241,9 +251,53 @@ class Canvas:
             delta = sampled[:, :, :3] - sampled[:, :, 3:] * self.residual[:, None]
         else:
             delta = self.sample(frames) - self.base[:, None]  # [B, T, 3, ph, pw]
-        shown = delta.mul_(self.blend).add_(self.base[:, None]).round_().clamp_(0, UINT8_MAX)
-        out = self.picture[:, None].repeat(1, frames.shape[1], 1, 1, 1)  # [B, T, H, W, 3]
-        self.paste.of(out).copy_(shown.permute(0, 1, 3, 4, 2))
+        if onto is None:
+            out = self.picture[:, None].repeat(1, frames.shape[1], 1, 1, 1)  # [B, T, H, W, 3]
+            shown = delta.mul_(self.blend).add_(self.base[:, None])
+        else:  # blend against what is there: a neighbour's face may reach into `paste`
+            out = onto
+            there = self.paste.of(out).permute(0, 1, 4, 2, 3).float()  # [B, T, 3, ph, pw]
+            shown = delta.add_(self.base[:, None]).sub_(there).mul_(self.blend).add_(there)
+        self.paste.of(out).copy_(shown.round_().clamp_(0, UINT8_MAX).permute(0, 1, 3, 4, 2))
+        return replace(chunk, frames=out)
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A picture whose faces each have a window of their own, framed as the training portraits
+    frame one face: the model animates the windows as a batch (element b is window b), and
+    each window's frames are pasted into the picture in turn.
+
+    This is how a scene of several characters keeps each face at the size the model learned:
+    one window around all of them would draw each face at a fraction of that size.
+    """
+
+    canvases: tuple[Canvas, ...]  # per window; each one's picture is the same [1, H, W, 3]
+
+    @property
+    def picture(self) -> torch.Tensor:
+        """[1, H, W, 3] uint8: the output frame's picture."""
+        return self.canvases[0].picture
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.canvases[0].size
+
+    def present(self, chunk: VideoChunk, *, detail: bool = True) -> VideoChunk:
+        """The chunk as people see it: [1, T, H, W, 3] uint8 output frames.
+
+        Args:
+            chunk: frames [windows, T, h, w, 3] uint8 as decoded, at the model's size.
+            detail: as Canvas.present.
+        """
+        if chunk.frames.shape[0] != len(self.canvases):
+            raise ValueError(
+                f"{chunk.frames.shape[0]} decoded windows for a picture of {len(self.canvases)}"
+            )
+        out = None
+        for b, canvas in enumerate(self.canvases):
+            part = replace(chunk, frames=chunk.frames[b : b + 1])
+            out = canvas.present(part, detail=detail, onto=out).frames
         return replace(chunk, frames=out)
 
 
@@ -252,7 +306,7 @@ class Presenter:
     scene has a canvas, pasted into it. The one place every runtime makes its frames (in the
     process that decodes them)."""
 
-    def __init__(self, decoder: ChunkDecoder, canvas: Canvas | None):
+    def __init__(self, decoder: ChunkDecoder, canvas: Canvas | Composite | None):
         self.decoder, self.canvas = decoder, canvas
 
     def present(self, chunk: LatentChunk) -> VideoChunk:

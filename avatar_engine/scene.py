@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter
 
 import torch
 
-from avatar_engine.canvas import Canvas, face_window
+from avatar_engine.canvas import Canvas, Composite, face_window
 from avatar_engine.config import DiTConfig, StreamConfig
 from avatar_engine.vae.detail import decode_still, encode_still
 from avatar_engine.vae.model import WanVAE
@@ -25,46 +24,85 @@ class SceneConditioning:
     image_tokens: torch.Tensor | None = None  # [B, Li, image_dim] CLIP tokens (I2V-14B)
     blank_latent: torch.Tensor | None = None  # [B, z, h, w] latent of the frames after the
     # first (the reference, or the picture held still: DiTConfig.still_reference); 0 if None
-    canvas: Canvas | None = None  # how decoded frames become what people see (the output
-    # picture, the window the model animates, the detail restored); None: frames as decoded
-    picture: StillPicture | None = None  # the window the model animates, at its size, and its
-    # latent held still: what a reference decoder draws its frames against
+    canvas: Canvas | Composite | None = None  # how decoded frames become what people see
+    # (the output picture, the windows the model animates, the detail restored); None: frames
+    # as decoded
+    picture: StillPicture | None = None  # the windows the model animates, at its size, and
+    # their latents held still: what a reference decoder draws its frames against
+    cast: torch.Tensor | None = None  # [B, k] long: the scene's characters whose faces batch
+    # element b holds, when the batch is one picture's windows (one per face: [[0], [1], ...]);
+    # None: each batch element is a stream of its own, with all the scene's characters
 
     @property
     def batch(self) -> int:
+        """The batch the model draws: streams, or one picture's windows."""
         return self.reference_latent.shape[0]
 
     @property
+    def streams(self) -> int:
+        """The pictures people see: the batch of the speech and speaking flags callers give."""
+        return self.batch if self.cast is None else 1
+
+    @property
     def num_characters(self) -> int:
-        return self.face_masks.shape[1]
+        """The characters callers give speech and speaking flags for."""
+        return self.face_masks.shape[1] if self.cast is None else self.cast.numel()
+
+    def route(
+        self, features: torch.Tensor, speaking: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A stream's speech and speaking flags as the model's batch takes them: to each
+        window, its characters' (unchanged where the batch is streams).
+
+        Args:
+            features: [streams, K, Fc, W, Da]; speaking: [streams, K].
+
+        Returns:
+            [B, k, Fc, W, Da] and [B, k].
+        """
+        if self.cast is None:
+            return features, speaking
+        cast = self.cast.to(features.device)
+        return features[0, cast], speaking[0, cast.to(speaking.device)]
 
     def validate(self, cfg: DiTConfig, stream: StreamConfig) -> None:
         """Raise a ValueError naming the first input whose shape does not fit the preset."""
-        b = self.batch
+        b, k = self.batch, self.face_masks.shape[1]
+        latent = (b, cfg.out_dim, stream.latent_h, stream.latent_w)
         expected = {
-            "reference_latent": (b, cfg.out_dim, stream.latent_h, stream.latent_w),
-            "face_masks": (b, self.num_characters, stream.grid_h, stream.grid_w),
-            "context": (b, self.context.shape[1], cfg.text_dim),
+            "reference_latent": (self.reference_latent, latent),
+            "face_masks": (self.face_masks, (b, k, stream.grid_h, stream.grid_w)),
+            "context": (self.context, (b, self.context.shape[1], cfg.text_dim)),
         }
+        if self.cast is not None:
+            expected["cast"] = (self.cast, (b, k))
         if self.blank_latent is not None:
-            expected["blank_latent"] = expected["reference_latent"]
+            expected["blank_latent"] = (self.blank_latent, latent)
         if self.picture is not None:
-            expected["picture.pixels"] = (b, stream.height, stream.width, 3)
-            expected["picture.latent"] = expected["reference_latent"]
+            expected["picture.pixels"] = (self.picture.pixels, (b, stream.height, stream.width, 3))
+            expected["picture.latent"] = (self.picture.latent, latent)
         if self.canvas is not None:
-            expected["canvas.picture"] = (b, stream.output_height, stream.output_width, 3)
-            if self.canvas.still is not None:
-                expected["canvas.still"] = (b, 3, stream.height, stream.width)
+            out = (self.streams, stream.output_height, stream.output_width, 3)
+            expected["canvas.picture"] = (self.canvas.picture, out)
+            for w, canvas in enumerate(self.canvas.canvases):
+                if canvas.still is not None:
+                    model = (self.streams, 3, stream.height, stream.width)
+                    expected[f"window {w}'s canvas.still"] = (canvas.still, model)
         if self.image_tokens is not None:
-            expected["image_tokens"] = (b, self.image_tokens.shape[1], cfg.image_dim)
-        for name, shape in expected.items():
-            got = tuple(attrgetter(name)(self).shape)
-            if got != shape:
-                raise ValueError(f"scene {name} has shape {got}; this preset needs {shape}")
-        if not 1 <= self.num_characters <= cfg.max_characters:
-            raise ValueError(
-                f"a scene needs 1 to {cfg.max_characters} characters, got {self.num_characters}"
-            )
+            tokens = (b, self.image_tokens.shape[1], cfg.image_dim)
+            expected["image_tokens"] = (self.image_tokens, tokens)
+        for name, (tensor, shape) in expected.items():
+            if tuple(tensor.shape) != shape:
+                raise ValueError(
+                    f"scene {name} has shape {tuple(tensor.shape)}; this preset needs {shape}"
+                )
+        if not 1 <= k <= cfg.max_characters:
+            raise ValueError(f"a scene needs 1 to {cfg.max_characters} characters, got {k}")
+        if self.cast is not None:
+            if sorted(self.cast.flatten().tolist()) != list(range(self.cast.numel())):
+                raise ValueError(f"a scene's cast names each character once, got {self.cast}")
+            if self.canvas is None or len(self.canvas.canvases) != b:
+                raise ValueError(f"a scene of {b} windows needs a canvas with as many")
 
     def reference_channels(self, stream: StreamConfig, temporal_stride: int, *, first: bool):
         """Wan I2V conditioning channels for one chunk (see reference_channels()).
@@ -192,8 +230,11 @@ def scene_from_image(
 ) -> SceneConditioning:
     """The scene of one picture with a character per face box (the app and the evaluation).
 
-    The model animates a window of the picture around the faces (avatar_engine/canvas.py):
-    the window is cut out and resized to the model's frame, and the face boxes moved into it.
+    Where the output is larger than the model's frame, the model animates a window of the
+    picture around each face, framed as the training portraits frame one (canvas.py): the
+    windows are cut out and resized to the model's frame, drawn as a batch, and pasted back
+    in turn, so each face is drawn at the size the model learned however many share the
+    picture. At the model's size the one window is the whole picture, with every face in it.
 
     Args:
         image: [output_height, output_width, 3] uint8 RGB (see fit_image).
@@ -201,37 +242,54 @@ def scene_from_image(
         reference_decoder: the one the stream will decode with, if any: the detail the canvas
             restores is measured against its frames.
     """
-    size = (stream.output_height, stream.output_width)
+    size, model = (stream.output_height, stream.output_width), (stream.height, stream.width)
     if tuple(image.shape) != (*size, 3):
         raise ValueError(
             f"the picture is {tuple(image.shape)}; this stream needs {(*size, 3)}: "
             "fit_image() it first"
         )
-    window = face_window(size, (stream.height, stream.width), face_boxes)
-    picture = fit_image(window.of(image).contiguous(), (stream.height, stream.width))
-    boxes = [window.box_in(box, size) for box in face_boxes]
+    per_face = size != model
+    if per_face:
+        windows = [face_window(size, model, [box]) for box in face_boxes]
+        casts = [[box] for box in face_boxes]
+    else:
+        windows, casts = [face_window(size, model, face_boxes)], [face_boxes]
+    pictures = torch.stack([fit_image(w.of(image).contiguous(), model) for w in windows])
     param = vae.conv1.weight
-    pixels = from_uint8_frames(picture)[None].to(param.device, param.dtype)
+    pixels = from_uint8_frames(pictures).to(param.device, param.dtype)  # [B, 3, h, w]
     with torch.inference_mode():
-        reference = vae.encode_image(pixels).float()  # [1, z, h, w]
+        reference = vae.encode_image(pixels).float()  # [B, z, h, w]
     still, held = None, None
     if cfg.still_reference or stream.restore_detail or reference_decoder is not None:
-        still = encode_still(vae, picture[None])
-        held = StillPicture(picture[None].to(reference.device), still[:, :, -1].float())
+        still = encode_still(vae, pictures)
+        held = StillPicture(pictures.to(reference.device), still[:, :, -1].float())
     blank = blank_latent(cfg, reference, None if held is None else held.latent)
-    canvas = None
-    if stream.restore_detail or size != (stream.height, stream.width):
-        decoded = None
-        if stream.restore_detail:
-            decoded = decode_still(vae, still, reference_decoder=reference_decoder, picture=held)
-        model = (stream.height, stream.width)
-        canvas = Canvas.of(image[None].cpu(), window, model, decoded, face_boxes)
-    masks = torch.stack([face_mask_from_box(stream, box) for box in boxes])
+    decoded = None
+    if stream.restore_detail:
+        decoded = decode_still(vae, still, reference_decoder=reference_decoder, picture=held)
+    canvases = [
+        Canvas.of(
+            image[None].cpu(), window, model, None if decoded is None else decoded[b : b + 1], cast
+        )
+        for b, (window, cast) in enumerate(zip(windows, casts, strict=True))
+    ]
+    masks = torch.stack(
+        [
+            torch.stack([face_mask_from_box(stream, window.box_in(box, size)) for box in cast])
+            for window, cast in zip(windows, casts, strict=True)
+        ]
+    )  # [B, k, gh, gw]
+    canvas: Canvas | Composite | None = None
+    if per_face:
+        canvas = Composite(tuple(canvases))
+    elif stream.restore_detail:
+        canvas = canvases[0]
     return SceneConditioning(
         reference_latent=reference,
-        face_masks=masks[None].to(reference.device),  # [1, K, gh, gw]
-        context=torch.zeros(1, cfg.text_len, cfg.text_dim, device=reference.device),
+        face_masks=masks.to(reference.device),
+        context=torch.zeros(len(windows), cfg.text_len, cfg.text_dim, device=reference.device),
         blank_latent=blank,
         canvas=canvas,
         picture=held,
+        cast=torch.arange(len(face_boxes))[:, None] if per_face else None,
     )

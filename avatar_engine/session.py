@@ -92,31 +92,32 @@ class StreamSession:
         """Generate the next chunk.
 
         Args:
-            features: [B, K, Fc, W, Da] speech features of the chunk's latent frames, each with
-                its ±window context (from the audio front-end).
-            speaking: [B, K] bool, True for the character that is speaking in this chunk.
+            features: [streams, K, Fc, W, Da] speech features of the chunk's latent frames,
+                each with its ±window context (from the audio front-end).
+            speaking: [streams, K] bool, True for the character that is speaking in this chunk.
 
         Returns:
             The chunk's latents and where its frames sit in the stream.
         """
         stream, index, cfg = self.stream, self.chunk_index, self.model.cfg
         frames = stream.chunk_latent_frames
-        batch, characters = self.scene.batch, self.scene.num_characters
-        expected = (batch, characters, frames, cfg.audio_window_frames, cfg.audio_feature_dim)
+        streams, characters = self.scene.streams, self.scene.num_characters
+        expected = (streams, characters, frames, cfg.audio_window_frames, cfg.audio_feature_dim)
         if tuple(features.shape) != expected or tuple(speaking.shape) != expected[:2]:
             raise ValueError(
                 f"features {tuple(features.shape)} / speaking {tuple(speaking.shape)} do not fit: "
-                f"features need [batch, characters, latent frames, window, dim] = {expected}, "
-                f"speaking [batch, characters] = {expected[:2]}"
+                f"features need [streams, characters, latent frames, window, dim] = "
+                f"{expected}, speaking [streams, characters] = {expected[:2]}"
             )
         role = ChunkRole.of(index)
         cond = self.cond_first if role is ChunkRole.SINK else self.cond_rest
         with torch.inference_mode():
             speaking = speaking.to(self.device, torch.bool)
+            routed, talking = self.scene.route(features.to(self.device), speaking)
             audio = self.dit.audio_context(
                 AudioConditioning(
-                    features=features.to(self.device),
-                    speaking=speaking[:, :, None].expand(-1, -1, frames),
+                    features=routed,
+                    speaking=talking[:, :, None].expand(-1, -1, frames),
                     face_masks=self.face_masks,
                 )
             )

@@ -79,13 +79,16 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
     frames_by = "reference decoder" if spec.reference_decoder_weights else "VAE decoder"
     print(
         f"avatar bench runtime: {spec.preset.name} {stream.height}x{stream.width} model frames, "
-        f"{stream.output_height}x{stream.output_width} output, frames by the {frames_by}, "
+        f"{stream.output_height}x{stream.output_width} output, {args.characters} face(s), "
+        f"frames by the {frames_by}, "
         f"CPU {args.dtype}, {cores} cores; starting the runtimes..."
     )
     stages = {}
     for threads in sorted({1, cores}, reverse=True):
         torch.set_num_threads(threads)
-        stages[threads] = time_stages(spec, args.chunks, device=args.device)
+        stages[threads] = time_stages(
+            spec, args.chunks, device=args.device, characters=args.characters
+        )
     torch.set_num_threads(cores)
     local = LocalRuntime(spec, device=args.device)
     layout = dict(dit_ranks=args.dit_ranks, decoder_threads=args.decoder_threads)
@@ -96,7 +99,12 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
         total = args.rounds * len(runtimes) * (args.chunks - 1)
         with tqdm(total=total, desc="chunks", unit="chunk") as bar:
             times = alternate(
-                runtimes, spec, chunks=args.chunks, rounds=args.rounds, on_chunk=bar.update
+                runtimes,
+                spec,
+                chunks=args.chunks,
+                rounds=args.rounds,
+                on_chunk=bar.update,
+                characters=args.characters,
             )
         ranks = disaggregated.settings
     print(f"  chunk duration: {duration * 1e3:.0f} ms ({stream.video_frames_per_chunk} frames)")
@@ -173,6 +181,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="an exported embedded model (assets/models/tiny): its weights and decoder",
     )
     runtime.add_argument("--chunks", type=int, default=24, help="chunks per session")
+    runtime.add_argument(
+        "--characters",
+        type=int,
+        default=1,
+        help="faces in the scene, side by side; each has a window of its own to draw",
+    )
     runtime.add_argument("--rounds", type=int, default=3, help="alternating sessions per runtime")
     runtime.add_argument("--dit-ranks", type=int, default=1, help="sequence-parallel DiT ranks")
     runtime.add_argument(

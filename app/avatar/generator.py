@@ -57,8 +57,8 @@ class AvatarVideoGenerator(VideoGenerator):
         video_format: "rgba" (what rtc.VideoSource takes) or "rgb24".
         """
         scene.validate(engine.preset.dit, engine.preset.stream)
-        if scene.batch != 1:
-            raise ValueError(f"a generator streams one scene, got a batch of {scene.batch}")
+        if scene.streams != 1:
+            raise ValueError(f"a generator streams one scene, got a batch of {scene.streams}")
         self._engine, self._scene = engine, scene
         self._engine_thread = EngineThread(
             engine,

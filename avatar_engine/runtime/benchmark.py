@@ -58,11 +58,20 @@ def time_features(spec: EngineSpec, chunks: int, seed: int = 0) -> float | None:
     return (time.perf_counter() - start) / max(emitted, 1)
 
 
-def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int = 0) -> StageTimes:
+def first_speaks(characters: int) -> torch.Tensor:
+    """[1, K] speaking flags: the first character speaks."""
+    speaking = torch.zeros(1, characters, dtype=torch.bool)
+    speaking[0, 0] = True
+    return speaking
+
+
+def time_stages(
+    spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int = 0, characters: int = 1
+) -> StageTimes:
     """Speech features, DiT, decoder and canvas separately, one after the other in this
     process."""
     stream, dev = spec.preset.stream, torch.device(device)
-    scene, features = bench_inputs(spec.preset, seed)
+    scene, features = bench_inputs(spec.preset, seed, characters=characters)
     session = StreamSession(
         spec.build_dit(dev),
         stream,
@@ -74,7 +83,7 @@ def time_stages(spec: EngineSpec, chunks: int, *, device: str = "cpu", seed: int
     dit, decode, canvas = [], [], []
     for _ in range(chunks):
         start = time.perf_counter()
-        chunk = session.next_chunk(features, torch.ones(1, 1, dtype=torch.bool))
+        chunk = session.next_chunk(features, first_speaks(characters))
         sync(dev)
         decoding = time.perf_counter()
         presenter = session.presenter
@@ -99,11 +108,12 @@ def time_runtime(
     chunks: int,
     seed: int = 0,
     on_chunk: Callable[[], None] | None = None,
+    characters: int = 1,
 ) -> RuntimeTimes:
     """One session of `chunks` chunks: the first alone (time to first chunk), then IN_FLIGHT
     submitted ahead; arrival times recorded."""
-    scene, features = bench_inputs(spec.preset, seed)
-    speaking = torch.ones(1, 1, dtype=torch.bool)
+    scene, features = bench_inputs(spec.preset, seed, characters=characters)
+    speaking = first_speaks(characters)
     start = time.perf_counter()
     runtime.start_session(scene, seed=seed)
     runtime.submit(features, speaking)
@@ -130,12 +140,15 @@ def alternate(
     chunks: int,
     rounds: int,
     on_chunk: Callable[[], None] | None = None,
+    characters: int = 1,
 ) -> dict[str, RuntimeTimes]:
     """Each runtime streams `rounds` sessions, in turn; medians over the rounds."""
     results: dict[str, list[RuntimeTimes]] = {name: [] for name in runtimes}
     for _ in range(rounds):
         for name, runtime in runtimes.items():
-            results[name].append(time_runtime(runtime, spec, chunks, on_chunk=on_chunk))
+            results[name].append(
+                time_runtime(runtime, spec, chunks, on_chunk=on_chunk, characters=characters)
+            )
     return {
         name: RuntimeTimes(
             statistics.median(r.ttbc_s for r in runs),

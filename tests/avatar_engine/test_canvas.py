@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_engine.canvas import FACE_WIDTH_SHARE, Canvas, Window, face_window, feather
+from avatar_engine.canvas import (
+    FACE_WIDTH_SHARE,
+    Canvas,
+    Composite,
+    Window,
+    face_window,
+    feather,
+)
 from avatar_engine.chunks import VideoChunk
 from avatar_engine.config import Preset, StreamConfig
 from avatar_engine.embedded import EmbeddedModel
@@ -113,14 +120,13 @@ def test_where_a_frame_changed_its_change_is_kept(framed):
 def test_the_tiny_preset_shows_a_larger_picture_with_its_detail(vae, picture):
     scene = scene_from_image(vae, TINY.dit, TINY.stream, picture[0], [FACE])
     assert scene.canvas is not None and scene.canvas.size == OUT == (512, 512)
-    assert scene.canvas.still is not None
+    (canvas,) = scene.canvas.canvases
+    assert canvas.still is not None
     scene.validate(TINY.dit, TINY.stream)
-    x0, y0, x1, y1 = scene.canvas.window.box_in(FACE, OUT)
+    x0, y0, x1, y1 = canvas.window.box_in(FACE, OUT)
     mask = scene.face_masks[0, 0]  # the face, moved into the window, fills its share of it
     assert float(mask.mean()) == pytest.approx((x1 - x0) * (y1 - y0), abs=0.1)
-    assert scene_from_image(vae, TINY.dit, TINY.stream, picture[0], [FACE]).canvas.window == (
-        face_window(OUT, MODEL, [FACE])
-    )
+    assert canvas.window == face_window(OUT, MODEL, [FACE])
     assert not Preset.from_name("wan2.1-1.3b").stream.restore_detail
     with pytest.raises(ValueError, match="same aspect ratio"):
         StreamConfig(height=128, width=128, output_height=512, output_width=256)
@@ -162,3 +168,59 @@ def test_only_the_faces_are_the_models(framed):
     assert torch.equal(corner, whole.picture[0, win.top : win.top + 8, win.left : win.left + 8])
     assert 0 < canvas.blend.sum() < whole.blend.sum()
     assert canvas.paste.height < whole.paste.height  # the work is over the faces alone
+
+
+def test_each_face_of_a_pair_gets_a_window_of_its_own(vae, picture):
+    """Two faces side by side: each is framed as a lone face is (one window around both would
+    draw each at about half that size), drawn as one batch, and both come back in one picture."""
+    left, right = (0.08, 0.3, 0.38, 0.6), (0.52, 0.32, 0.82, 0.62)
+    scene = scene_from_image(vae, TINY.dit, TINY.stream, picture[0], [left, right])
+    scene.validate(TINY.dit, TINY.stream)
+    assert (scene.batch, scene.streams, scene.num_characters) == (2, 1, 2)
+    assert scene.cast.tolist() == [[0], [1]] and scene.face_masks.shape[:2] == (2, 1)
+    for canvas, box in zip(scene.canvas.canvases, (left, right), strict=True):
+        assert canvas.window == face_window(OUT, MODEL, [box])
+        x0, _, x1, _ = canvas.window.box_in(box, OUT)
+        assert x1 - x0 == pytest.approx(FACE_WIDTH_SHARE, abs=0.01)
+    # Character 1 speaks: its window hears it, character 0's hears character 0 (silent).
+    features = torch.arange(2.0)[None, :, None, None, None].expand(1, 2, 3, 5, 4)
+    routed, talking = scene.route(features, torch.tensor([[False, True]]))
+    assert routed.shape == (2, 1, 3, 5, 4) and routed[1].eq(1).all() and routed[0].eq(0).all()
+    assert talking.tolist() == [[False], [True]]
+    # Dark frames in both windows: both faces dark, the picture between them untouched.
+    dark = torch.zeros(2, 1, *MODEL, 3, dtype=torch.uint8)
+    shown = scene.canvas.present(chunk_of(dark)).frames
+    assert shown.shape == (1, 1, *OUT, 3)
+    for x0, y0, x1, y1 in (left, right):
+        cy, cx = round((y0 + y1) / 2 * OUT[0]), round((x0 + x1) / 2 * OUT[1])
+        assert shown[0, 0, cy, cx].float().mean() < 10
+    gap = (slice(round(0.1 * OUT[0]), round(0.2 * OUT[0])), round(0.45 * OUT[1]))
+    assert torch.equal(shown[0, 0][gap], picture[0][gap])
+    with pytest.raises(ValueError, match="1 decoded windows for a picture of 2"):
+        scene.canvas.present(chunk_of(dark[:1]))
+
+
+def test_a_window_pasted_later_keeps_its_neighbours_face(framed):
+    """Where a face's paste rectangle reaches over its neighbour's face, the second paste
+    blends into the first's face, not into the picture under it."""
+    canvas, _ = framed
+    x0, y0, x1, y1 = FACE
+    nearby = (x0 + 0.25, y0 - 0.1, x1 + 0.25, y1 - 0.1)  # up and to the right
+    still = canvas.still.permute(0, 2, 3, 1)
+    first = Canvas.of(canvas.picture, canvas.window, MODEL, still, [FACE])
+    second = Canvas.of(canvas.picture, face_window(OUT, MODEL, [nearby]), MODEL, still, [nearby])
+    frames = torch.zeros(2, 1, *MODEL, 3, dtype=torch.uint8)  # the first window draws dark
+    frames[1] = still.round().to(torch.uint8)  # the second the picture, as it was
+    shown = Composite((first, second)).present(chunk_of(frames)).frames[0, 0]
+    # The first face's pixels inside the second's paste where the second leaves the picture.
+    rows, cols = torch.nonzero(second.blend == 0).T
+    rows, cols = (
+        rows + second.paste.top - first.paste.top,
+        cols + second.paste.left - first.paste.left,
+    )
+    inside = (rows >= 0) & (rows < first.paste.height) & (cols >= 0) & (cols < first.paste.width)
+    rows, cols = rows[inside], cols[inside]
+    face = first.blend[rows, cols] == 1
+    assert face.sum() > 100
+    dark = shown[rows[face] + first.paste.top, cols[face] + first.paste.left]
+    assert dark.float().mean() < 2

@@ -26,7 +26,7 @@ def test_chunk_input_shape_error():
     cfg = micro_dit()
     session = StreamSession(random_model(cfg), MICRO_STREAM, make_scene(cfg, MICRO_STREAM))
     with pytest.raises(
-        ValueError, match=r"features need \[batch, characters, latent frames, window, dim\]"
+        ValueError, match=r"features need \[streams, characters, latent frames, window, dim\]"
     ):
         session.next_chunk(random_features(cfg, 2), torch.tensor([[True, False]]))
     with pytest.raises(ValueError, match=r"= \(1, 2, 3, 20, 12\)"):

@@ -63,8 +63,10 @@ def test_bad_arguments_exit_with_a_message():
 
 
 def test_bench_runtime_compares_both_runtimes(capsys):
-    assert main(["bench", "runtime", "--chunks", "5", "--rounds", "1"]) == 0
+    """On a pair: both faces' windows go through each runtime (the decoder rank included)."""
+    assert main(["bench", "runtime", "--chunks", "5", "--rounds", "1", "--characters", "2"]) == 0
     out = capsys.readouterr().out
+    assert "512x512 output, 2 face(s)" in out
     rows = {
         m.group(1): float(m.group(2))
         for m in re.finditer(r"  (single process|disaggregated) +[\d.]+ms +([\d.]+)", out)
