@@ -98,7 +98,7 @@ def bench_faces(characters: int) -> list[Box]:
     """The benchmark scene's face boxes: FACE_BOX alone, or side by side across the frame."""
     if characters == 1:
         return [FACE_BOX]
-    x0, y0, x1, y1 = FACE_BOX
+    _, y0, _, y1 = FACE_BOX
     width = 0.9 / characters
     return [(0.05 + k * width, y0, 0.05 + (k + 0.8) * width, y1) for k in range(characters)]
 

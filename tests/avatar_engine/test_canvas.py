@@ -5,6 +5,8 @@ the picture is untouched, and the window's edge leaves no seam."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -198,6 +200,11 @@ def test_each_face_of_a_pair_gets_a_window_of_its_own(vae, picture):
     assert torch.equal(shown[0, 0][gap], picture[0][gap])
     with pytest.raises(ValueError, match="1 decoded windows for a picture of 2"):
         scene.canvas.present(chunk_of(dark[:1]))
+    with pytest.raises(ValueError, match="cast names each character once"):
+        replace(scene, cast=torch.tensor([[0], [0]])).validate(TINY.dit, TINY.stream)
+    lone = replace(scene, canvas=Composite(scene.canvas.canvases[:1]))
+    with pytest.raises(ValueError, match="a scene of 2 windows needs a canvas with as many"):
+        lone.validate(TINY.dit, TINY.stream)
 
 
 def test_a_window_pasted_later_keeps_its_neighbours_face(framed):
