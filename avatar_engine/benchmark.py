@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from avatar_engine.cache import kv_cache_bytes
-from avatar_engine.canvas import Box, Canvas, Composite, face_window
+from avatar_engine.canvas import Box, Canvas, Composite, face_windows
 from avatar_engine.config import Preset
 from avatar_engine.costs import chunk_flops
 from avatar_engine.scene import SceneConditioning, face_mask_from_box
@@ -118,11 +118,10 @@ def bench_inputs(
     canvas: Canvas | Composite | None = None
     if stream.restore_detail or per_face:
         picture = torch.randint(0, 256, (1, *size, 3), generator=gen, dtype=torch.uint8)
-        casts = [[box] for box in boxes] if per_face else [boxes]
         canvases = []
-        for cast in casts:
+        for window, faces in face_windows(size, model, boxes):
             still = torch.rand(1, *model, 3, generator=gen) * 255 if stream.restore_detail else None
-            canvases.append(Canvas.of(picture, face_window(size, model, cast), model, still, cast))
+            canvases.append(Canvas.of(picture, window, model, still, faces))
         canvas = Composite(tuple(canvases)) if per_face else canvases[0]
     masks = [face_mask_from_box(stream, box) for box in boxes]  # near enough for timing
     face_masks = torch.stack(masks)[:, None] if per_face else torch.stack(masks)[None]

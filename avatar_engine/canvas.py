@@ -96,6 +96,22 @@ def face_window(size: tuple[int, int], model: tuple[int, int], boxes: Sequence[B
     return Window(top, left, win_h, win_w)
 
 
+def face_windows(
+    size: tuple[int, int], model: tuple[int, int], boxes: Sequence[Box]
+) -> list[tuple[Window, list[Box]]]:
+    """The windows the model animates and the face boxes in each: where the output is larger
+    than the model's frame, one per face, framed as a lone face (a Composite of canvases, one
+    batch element each); at the model's size, the whole frame with every face.
+
+    Args:
+        size: the output frame's (H, W); model: the model frame's (h, w).
+        boxes: the characters' face boxes, fractions of the output frame.
+    """
+    if tuple(size) == tuple(model):
+        return [(face_window(size, model, boxes), list(boxes))]
+    return [(face_window(size, model, [box]), [box]) for box in boxes]
+
+
 def feather(window: Window, size: tuple[int, int]) -> torch.Tensor:
     """[h, w] blend weight of the window: 1 inside, falling smoothly to 0 at each edge that
     lies inside the frame of `size` (an edge on the frame's border has nothing to fade into)."""

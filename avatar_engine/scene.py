@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from avatar_engine.canvas import Canvas, Composite, face_window
+from avatar_engine.canvas import Canvas, Composite, face_windows
 from avatar_engine.config import DiTConfig, StreamConfig
 from avatar_engine.vae.detail import decode_still, encode_still
 from avatar_engine.vae.model import WanVAE
@@ -55,15 +55,15 @@ class SceneConditioning:
         window, its characters' (unchanged where the batch is streams).
 
         Args:
-            features: [streams, K, Fc, W, Da]; speaking: [streams, K].
+            features: [streams, K, Fc, W, Da]; speaking: [streams, K]; both on the cast's
+                device (a session moves the cast there once).
 
         Returns:
             [B, k, Fc, W, Da] and [B, k].
         """
         if self.cast is None:
             return features, speaking
-        cast = self.cast.to(features.device)
-        return features[0, cast], speaking[0, cast.to(speaking.device)]
+        return features[0, self.cast], speaking[0, self.cast]
 
     def validate(self, cfg: DiTConfig, stream: StreamConfig) -> None:
         """Raise a ValueError naming the first input whose shape does not fit the preset."""
@@ -248,13 +248,9 @@ def scene_from_image(
             f"the picture is {tuple(image.shape)}; this stream needs {(*size, 3)}: "
             "fit_image() it first"
         )
-    per_face = size != model
-    if per_face:
-        windows = [face_window(size, model, [box]) for box in face_boxes]
-        casts = [[box] for box in face_boxes]
-    else:
-        windows, casts = [face_window(size, model, face_boxes)], [face_boxes]
-    pictures = torch.stack([fit_image(w.of(image).contiguous(), model) for w in windows])
+    framed = face_windows(size, model, face_boxes)
+    per_face = size != model  # a window per face, as face_windows frames them
+    pictures = torch.stack([fit_image(w.of(image).contiguous(), model) for w, _ in framed])
     param = vae.conv1.weight
     pixels = from_uint8_frames(pictures).to(param.device, param.dtype)  # [B, 3, h, w]
     with torch.inference_mode():
@@ -267,27 +263,22 @@ def scene_from_image(
     decoded = None
     if stream.restore_detail:
         decoded = decode_still(vae, still, reference_decoder=reference_decoder, picture=held)
-    canvases = [
-        Canvas.of(
-            image[None].cpu(), window, model, None if decoded is None else decoded[b : b + 1], cast
-        )
-        for b, (window, cast) in enumerate(zip(windows, casts, strict=True))
-    ]
+    canvases = []
+    if per_face or stream.restore_detail:
+        for b, (window, boxes) in enumerate(framed):
+            still_b = None if decoded is None else decoded[b : b + 1]
+            canvases.append(Canvas.of(image[None].cpu(), window, model, still_b, boxes))
+    canvas = Composite(tuple(canvases)) if per_face else (canvases[0] if canvases else None)
     masks = torch.stack(
         [
-            torch.stack([face_mask_from_box(stream, window.box_in(box, size)) for box in cast])
-            for window, cast in zip(windows, casts, strict=True)
+            torch.stack([face_mask_from_box(stream, window.box_in(box, size)) for box in boxes])
+            for window, boxes in framed
         ]
     )  # [B, k, gh, gw]
-    canvas: Canvas | Composite | None = None
-    if per_face:
-        canvas = Composite(tuple(canvases))
-    elif stream.restore_detail:
-        canvas = canvases[0]
     return SceneConditioning(
         reference_latent=reference,
         face_masks=masks.to(reference.device),
-        context=torch.zeros(len(windows), cfg.text_len, cfg.text_dim, device=reference.device),
+        context=torch.zeros(len(framed), cfg.text_len, cfg.text_dim, device=reference.device),
         blank_latent=blank,
         canvas=canvas,
         picture=held,

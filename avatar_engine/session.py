@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from avatar_engine.cache import StreamCache
@@ -43,9 +45,11 @@ class StreamSession:
         cfg = model.cfg
         scene.validate(cfg, stream)
         param = model.patch_embedding.weight
+        self.device = param.device
+        if scene.cast is not None:  # route() indexes the chunk's inputs with it on the device
+            scene = replace(scene, cast=scene.cast.to(self.device))
         self.model, self.stream, self.scene = model, stream, scene
         self.dit = model  # what runs the chunk forward (a parallel wrapper in subclasses)
-        self.device = param.device
         self.sampler = FewStepSampler(stream.denoise_times)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.chunk_index = 0
