@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.stage == "decoder":
         from avatar_engine.training.decoder import train_decoder
 
-        train_decoder(_preset(), _vae(args.vae), run, **common)
+        train_decoder(_preset(), _vae(args.vae), run, init_from=args.init, **common)
     elif args.stage == "teacher":
         from avatar_engine.training.teacher import train_teacher
 
@@ -189,7 +189,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="student: a small mouth (a pair's) weighs as much in the loss as a large one",
     )
     train.add_argument(
-        "--init", type=Path, help="start from this run of the same stage (VAE, teacher or student)"
+        "--init",
+        type=Path,
+        help="start from this run of the same stage (VAE, decoder, teacher or student)",
     )
     train.add_argument(
         "--window", type=int, default=5, help="vae: frames per training window (1 + 4n)"

@@ -18,7 +18,7 @@ from avatar_engine.config import Preset
 from avatar_engine.training.data.clips import Clip
 from avatar_engine.training.data.motion import mouth_mask
 from avatar_engine.training.data.pool import ClipPool
-from avatar_engine.training.loop import TrainLoop, cosine_lr, set_lr
+from avatar_engine.training.loop import TrainLoop, cosine_lr, load_trained, set_lr
 from avatar_engine.training.vae import CHROMA_WEIGHT, MOTION_WEIGHT, MOUTH_WEIGHT
 from avatar_engine.vae.detail import encode_still
 from avatar_engine.vae.model import WanVAE
@@ -81,12 +81,17 @@ def train_decoder(
     lr: float = 1e-3,
     seed: int = 0,
     pool_size: int = 96,
+    init_from: Path | str | None = None,
 ) -> ReferenceDecoder:
-    """Train (or resume) the reference decoder on clips encoded by `vae` (kept as it is)."""
+    """Train (or resume) the reference decoder on clips encoded by `vae` (kept as it is);
+    init_from starts from another run's decoder or an exported model's."""
     torch.manual_seed(seed)
     geometry = FrameGeometry.of_preset(preset)
     vae = vae.eval().requires_grad_(False)
-    decoder = ReferenceDecoder(preset.vae).train()
+    decoder = ReferenceDecoder(preset.vae)
+    if init_from is not None:
+        load_trained(init_from, "decoder", decoder)
+    decoder.train()
     opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.0)
     loop = TrainLoop(
         run_dir,

@@ -96,6 +96,9 @@ def test_stages_train_resume_and_export(tmp_path):
     assert torch.equal(vae_again.conv1.weight, vae.conv1.weight)
     decoder_again = load_trained(tmp_path / "model", "decoder", ReferenceDecoder(MICRO_TRAIN.vae))
     assert torch.equal(decoder_again.out.weight, decoder.out.weight)
+    onwards = train_decoder(MICRO_TRAIN, vae, tmp_path / "reference2", steps=1, batch=2, lr=0.0,
+                            init_from=tmp_path / "model", **small)  # fmt: skip
+    assert torch.equal(onwards.out.weight, decoder.out.weight)  # lr 0: the weights it started from
     model.save(dit=student.dit, vae=vae, encoder=student.encoder)  # no reference decoder now
     assert not model.reference_decoder.exists() and not model.spec().reference_decoder_weights
     with pytest.raises(FileNotFoundError, match="reference_decoder"):
