@@ -47,11 +47,13 @@ from avatar_engine.vae.weights import random_vae
 PRESET = Preset.from_name(EMBEDDED_PRESET)
 GEOMETRY = FrameGeometry.of_preset(PRESET)
 LATENT_FRAMES = 21  # 81 video frames, 3.2 s
+VIDEO_FRAMES = 1 + GEOMETRY.frames_per_latent * (LATENT_FRAMES - 1)
+SIZE = PRESET.stream.height  # the model frame's side, as the clips are drawn
 CLIP_SEED = 777  # the held-out clips' seed (make_clip's held_out draws from held-out sources)
 SETTLE = GEOMETRY.chunk_start_frame(1)  # the first chunk's frames are left out, as in `avatar eval`
 
 
-def _clips(n: int, held_out: bool = True, seed: int = CLIP_SEED, size: int = 128) -> list:
+def _clips(n: int, held_out: bool = True, seed: int = CLIP_SEED, size: int = SIZE) -> list:
     return [
         make_clip(
             seed,
@@ -115,11 +117,10 @@ def latents(args) -> None:
 
 def ceiling(args) -> None:
     vae, rate, fps = _vae(args.vae), GEOMETRY.sample_rate, GEOMETRY.fps
-    frames = 1 + GEOMETRY.frames_per_latent * (LATENT_FRAMES - 1)
     scores = []
     for s in range(args.clips):
         rng = np.random.default_rng([CLIP_SEED, s])
-        person = random_portrait(rng, 128, held_out=True)
+        person = random_portrait(rng, SIZE, held_out=True)
         audio = np.zeros(clip_audio_frames(GEOMETRY, LATENT_FRAMES) * GEOMETRY.samples_per_frame,
                          np.float32)  # fmt: skip
         start = rate // 8
@@ -127,11 +128,11 @@ def ceiling(args) -> None:
         audio[start : start + len(speech)] = speech
         twice = []
         for k in range(2):
-            track = speech_track(audio, rate, fps, frames, np.random.default_rng([5, s, k]))
+            track = speech_track(audio, rate, fps, VIDEO_FRAMES, np.random.default_rng([5, s, k]))
             video = (animate(person.image, [person], [track]) * 255).round().to(torch.uint8)
             with torch.no_grad():
                 twice.append(vae.encode_video(from_uint8_frames(video).transpose(0, 1)[None])[0])
-        cells = mouth_cells([person.mouth], 128, twice[0].shape[-2:]) > 0
+        cells = mouth_cells([person.mouth], SIZE, twice[0].shape[-2:]) > 0
         scores.append(_following(twice[0], twice[1], cells)[0])
     print(f"the same speech and picture animated twice: correlation {np.mean(scores):.2f} "
           f"({np.min(scores):.2f}-{np.max(scores):.2f})")  # fmt: skip
@@ -139,18 +140,18 @@ def ceiling(args) -> None:
 
 def probe(args) -> None:
     encoder = _student(args.student[0]).encoder.eval()
-    frames = 1 + GEOMETRY.frames_per_latent * (LATENT_FRAMES - 1)
+    step = GEOMETRY.frames_per_latent
 
     def windows(clips) -> tuple[np.ndarray, np.ndarray]:
         x, y = [], []
         for c in clips:
-            opening = speech_track(c.audio.numpy(), GEOMETRY.sample_rate, GEOMETRY.fps, frames,
-                                   np.random.default_rng(0)).opening  # fmt: skip
+            track = speech_track(c.audio.numpy(), GEOMETRY.sample_rate, GEOMETRY.fps,
+                                 VIDEO_FRAMES, np.random.default_rng(0))  # fmt: skip
             with torch.no_grad():
                 features = clip_windows(encoder, GEOMETRY, c.audio[None], LATENT_FRAMES)[0]
             for f in range(1, LATENT_FRAMES):  # latent frame f shows video frames 4f-3..4f
                 x.append(features[f].flatten().numpy())
-                y.append(opening[4 * f - 3 : 4 * f + 1])
+                y.append(track.opening[step * (f - 1) + 1 : step * f + 1])
         return np.array(x), np.array(y)
 
     x, y = windows(_clips(64, held_out=False, seed=31, size=64))
