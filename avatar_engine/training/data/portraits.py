@@ -241,71 +241,6 @@ def relit(portrait: Portrait, rng: np.random.Generator) -> Portrait:
     return replace(portrait, image=image.clamp(0, 1))
 
 
-MOUTH_REACH = 2.5  # how far `reshaped`'s change of the mouth's size reaches, in half widths
-LUMA = torch.tensor((0.299, 0.587, 0.114))
-GREY_SHARE = 0.15  # of reshaped photos shown in grey, as old photographs are
-
-
-def reshaped(portrait: Portrait, rng: np.random.Generator) -> Portrait:
-    """Another face from the same photo: wider or narrower and longer or shorter about the
-    face's centre, its mouth larger or smaller, so that a handful of photos stand for more
-    faces. The landmarks move with the picture."""
-    size = portrait.image.shape[0]
-    x0, y0, x1, y1 = portrait.face_box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    ax, ay, grow = rng.uniform(0.85, 1.15), rng.uniform(0.9, 1.1), rng.uniform(0.8, 1.25)
-
-    def stretched(x: float, y: float) -> tuple[float, float]:
-        return cx + ax * (x - cx), cy + ay * (y - cy)
-
-    (mx, my), reach = stretched(*portrait.mouth[:2]), MOUTH_REACH * portrait.mouth[2] * ax
-
-    def scale(distance: torch.Tensor) -> torch.Tensor:  # the mouth's growth, by distance
-        return 1 + (grow - 1) * (1 - (distance / reach) ** 2).clamp(min=0) ** 2
-
-    def moved(x: float, y: float) -> tuple[float, float]:  # where a point of the photo goes
-        x, y = stretched(x, y)
-        d = torch.tensor(float(np.hypot(x - mx, y - my)))
-        out = d
-        for _ in range(20):  # its distance from the mouth once grown: out = d * scale(out)
-            out = d * scale(out)
-        k = float(out / d) if d > 0 else 1.0
-        return mx + k * (x - mx), my + k * (y - my)
-
-    y, x = _grid(size)  # each output pixel samples the photo where the two changes undo
-    k = scale(torch.sqrt((x - mx) ** 2 + (y - my) ** 2))
-    sx, sy = cx + (mx + (x - mx) / k - cx) / ax, cy + (my + (y - my) / k - cy) / ay
-    image = torch.nn.functional.grid_sample(
-        portrait.image.permute(2, 0, 1)[None],
-        torch.stack((sx, sy), -1)[None] * 2 - 1,
-        mode="bicubic",
-        padding_mode="border",
-        align_corners=False,
-    )[0].permute(1, 2, 0)
-    corner_x, _ = moved(portrait.mouth[0] + portrait.mouth[2], portrait.mouth[1])
-    eyes = []
-    for ex, ey, ew in portrait.eyes:
-        (left, _), (right, _) = moved(ex - ew, ey), moved(ex + ew, ey)
-        eyes.append((*moved(ex, ey), (right - left) / 2))
-    return replace(
-        portrait,
-        image=image.clamp(0, 1),
-        face_box=(*stretched(x0, y0), *stretched(x1, y1)),
-        mouth=(mx, my, corner_x - mx),
-        eyes=tuple(eyes),
-    )
-
-
-def recoloured(portrait: Portrait, rng: np.random.Generator) -> Portrait:
-    """The photo in other colours: more or less saturated (a share of them grey) and darker or
-    lighter in its mid-tones."""
-    image = portrait.image
-    grey = (image * LUMA).sum(-1, keepdim=True)
-    saturation = 0.0 if rng.random() < GREY_SHARE else rng.uniform(0.5, 1.4)
-    image = (grey + saturation * (image - grey)).clamp(0, 1) ** rng.uniform(0.75, 1.4)
-    return replace(portrait, image=image)
-
-
 def random_portrait(rng: np.random.Generator, size: int, *, held_out: bool = False) -> Portrait:
     """A training (or, with held_out, an evaluation) portrait of any source."""
     kind = rng.random()
@@ -317,5 +252,4 @@ def random_portrait(rng: np.random.Generator, size: int, *, held_out: bool = Fal
     name = HELD_OUT_PHOTO if held_out else TRAIN_PHOTOS[rng.integers(len(TRAIN_PHOTOS))]
     shift = tuple(rng.uniform(-0.15, 0.15, 2))
     zoom, mirror = rng.uniform(0.4, 0.6), bool(rng.random() < 0.5)
-    photo = relit(landmarked_portrait(name, size, zoom=zoom, shift=shift, mirror=mirror), rng)
-    return photo if held_out else recoloured(reshaped(photo, rng), rng)
+    return relit(landmarked_portrait(name, size, zoom=zoom, shift=shift, mirror=mirror), rng)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -16,12 +14,9 @@ from avatar_engine.training.data.clips import KIND_WEIGHTS, kind_weights, make_c
 from avatar_engine.training.data.portraits import (
     HELD_OUT_PHOTO,
     TRAIN_PHOTOS,
-    draw_portrait,
     landmarked_portrait,
     mirrored,
     named_photo,
-    recoloured,
-    reshaped,
 )
 from avatar_engine.training.features import clip_windows
 from avatar_engine.training.judge import faces, metrics
@@ -79,20 +74,17 @@ def test_speaking_flags_follow_chunks_and_pairs_have_one_speaker():
 def test_the_mouth_moves_with_speech_and_rests_in_silence():
     """As the evaluation's face analyser sees it: the inner lips open with the speech, and
     hardly move in silence."""
+    talk = clip(4, "speaking", size=128)
+    quiet = clip(4, "silence", size=128)
 
     def opening(c) -> np.ndarray:
         u8 = (c.video * 255).round().to(torch.uint8).numpy()
         return metrics.lip_opening(faces.track_face(u8, c.face_boxes[0]).landmarks)
 
-    syncs = []
-    for index in (4, 5, 6):
-        talk = clip(index, "speaking", size=128)
-        speaking = opening(talk)
-        env = metrics.envelope(talk.audio.numpy(), len(speaking), GEOMETRY.samples_per_frame)
-        syncs.append(metrics.lagged_sync(speaking, env, np.ones(len(env), bool))[0])
-        quiet = clip(index, "silence", size=128)
-        assert metrics.spread(opening(quiet)) < 0.25 * metrics.spread(speaking)
-    assert min(syncs) > 0.55 and np.mean(syncs) > 0.75
+    speaking = opening(talk)
+    env = metrics.envelope(talk.audio.numpy(), len(speaking), GEOMETRY.samples_per_frame)
+    assert metrics.lagged_sync(speaking, env, np.ones(len(env), bool))[0] > 0.6
+    assert metrics.spread(opening(quiet)) < 0.25 * metrics.spread(speaking)
 
 
 def test_the_held_out_photo_has_a_detected_face():
@@ -117,42 +109,3 @@ def test_every_photo_has_its_mouth_where_its_face_mesh_found_it():
     old_rule = photo_portrait(*named_photo("astronaut"), 128, zoom=0.5).mouth
     mesh = landmarked_portrait("astronaut", 128, zoom=0.5).mouth
     assert mesh[1] - old_rule[1] > 0.03  # the rule put the opening on her upper lip
-
-
-def _marked(p, rng) -> tuple:
-    """Where the mouth's centre and right corner and the eyes' centres of portrait `p` go when
-    reshaped: green dots painted there first, found again after; with the reshaped portrait."""
-    size = p.image.shape[0]
-    mx, my, mw = p.mouth
-    points = ((mx, my), (mx + mw, my), *((ex, ey) for ex, ey, _ in p.eyes))
-    image = torch.full_like(p.image, 0.5)
-    for x, y in points:
-        r, c = int(y * size), int(x * size)
-        image[r - 1 : r + 2, c - 1 : c + 2] = torch.tensor((0.0, 1.0, 0.0))
-    q = reshaped(replace(p, image=image), rng)
-    green = (q.image[..., 1] - q.image[..., 0] > 0.25).numpy()
-    found = []
-    for x, y in (q.mouth[:2], (q.mouth[0] + q.mouth[2], q.mouth[1]), *(e[:2] for e in q.eyes)):
-        r, c = int(y * size), int(x * size)
-        ys, xs = np.nonzero(green[r - 3 : r + 4, c - 3 : c + 4])
-        assert len(ys), (x, y)
-        found.append(((c - 3 + xs.mean() + 0.5) / size, (r - 3 + ys.mean() + 0.5) / size))
-    return q, found
-
-
-def test_a_reshaped_photo_keeps_its_landmarks_on_its_features():
-    """A reshaped portrait (another face's proportions and mouth size) has its landmarks where
-    its features went, and they moved; recoloured, a share of portraits is grey."""
-    rng = np.random.default_rng(5)
-    grew = 0.0
-    for i in range(6):
-        p = draw_portrait(np.random.default_rng([9, i]), 128)
-        q, found = _marked(p, rng)
-        marked = (q.mouth[:2], (q.mouth[0] + q.mouth[2], q.mouth[1]), *(e[:2] for e in q.eyes))
-        for (fx, fy), (mx, my) in zip(found, marked, strict=True):
-            assert abs(fx - mx) < 1.5 / 128 and abs(fy - my) < 1.5 / 128
-        grew = max(grew, abs(q.mouth[2] / p.mouth[2] - 1))
-    assert grew > 0.05
-    greys = [recoloured(p, np.random.default_rng(k)).image for k in range(40)]
-    grey = [g for g in greys if (g[..., 0] - g[..., 2]).abs().max() < 1e-6]
-    assert 0 < len(grey) < 20
