@@ -73,16 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.stage == "decoder":
         from avatar_engine.training.decoder import train_decoder
 
-        student = None if args.student is None else _speaker(args.student, "student")
-        train_decoder(
-            _preset(),
-            _vae(args.vae),
-            run,
-            init_from=args.init,
-            student=student,
-            student_share=args.student_share,
-            **common,
-        )
+        train_decoder(_preset(), _vae(args.vae), run, init_from=args.init, **common)
     elif args.stage == "teacher":
         from avatar_engine.training.teacher import train_teacher
 
@@ -172,17 +163,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--chunks", type=int, default=7, help="chunks per clip (DiT stages)")
     train.add_argument("--vae", type=Path, default=DEFAULT_RUNS / "vae", help="VAE run")
     train.add_argument("--teacher", type=Path, default=DEFAULT_RUNS / "teacher")
-    train.add_argument(
-        "--student",
-        type=Path,
-        help="decoder: also learn from this student's samples of the clips (run or model)",
-    )
-    train.add_argument(
-        "--student-share",
-        type=float,
-        default=0.5,
-        help="decoder: the share of samples that are the student's (with --student)",
-    )
     train.add_argument("--dmd-weight", type=float, default=0.0, help="0: ODE regression only")
     train.add_argument(
         "--guidance",

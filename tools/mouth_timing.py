@@ -30,12 +30,13 @@ import torch
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.embedded import EMBEDDED_PRESET
+from avatar_engine.sampling import interpolate
 from avatar_engine.training.batch import dit_inputs, encode_clip, mouth_cells
 from avatar_engine.training.data.clips import clip_audio_frames, make_clip
 from avatar_engine.training.data.motion import animate, speech_track
 from avatar_engine.training.data.portraits import random_portrait
 from avatar_engine.training.data.speech import random_utterance
-from avatar_engine.training.distill import student_steps
+from avatar_engine.training.distill import student_data
 from avatar_engine.training.features import clip_windows
 from avatar_engine.training.loop import load_trained
 from avatar_engine.training.teacher import new_speaker
@@ -80,8 +81,13 @@ def _student(run: Path):
 def _sample(student, latent) -> tuple[torch.Tensor, torch.Tensor]:
     """The student's 2-step sample of the clip from noise, and its first step's prediction."""
     inputs = dit_inputs([latent], student.encoder, GEOMETRY, PRESET)
-    steps = student_steps(student.dit, inputs, PRESET.stream.denoise_times)
-    return steps[-1], steps[0]
+    x, first, previous = torch.randn_like(inputs.x1), None, None
+    for t in PRESET.stream.denoise_times:
+        if previous is not None:
+            x = interpolate(previous, torch.randn_like(x), t)
+        previous = student_data(student.dit, inputs, x, t)
+        first = previous if first is None else first
+    return previous, first
 
 
 def _following(sample: torch.Tensor, clip: torch.Tensor, cells: torch.Tensor) -> tuple:

@@ -15,20 +15,17 @@ import torch
 
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
-from avatar_engine.training.batch import dit_inputs, encode_clip
 from avatar_engine.training.data.clips import Clip
 from avatar_engine.training.data.motion import mouth_mask
 from avatar_engine.training.data.pool import ClipPool
-from avatar_engine.training.distill import student_steps
 from avatar_engine.training.loop import TrainLoop, cosine_lr, load_trained, set_lr
-from avatar_engine.training.teacher import Speaker
 from avatar_engine.training.vae import CHROMA_WEIGHT, MOTION_WEIGHT, MOUTH_WEIGHT
+from avatar_engine.vae.detail import encode_still
 from avatar_engine.vae.model import WanVAE
 from avatar_engine.vae.reference_decoder import ReferenceDecoder, StillPicture
 from avatar_engine.vae.video import from_uint8_frames
 
 CLIP_LATENTS = 7  # latent frames per training clip (25 frames)
-STUDENT_CLIP_LATENTS = 9  # with a student: three chunks (33 frames), as the student streams
 WINDOW_LATENTS = 3  # latent frames decoded per sample: one chunk
 LATENT_NOISE = 0.2  # the most noise added to the latents, in their normalised units: the DiT's
 # latents are about 0.3 RMS off the data's, and a decoder that only met exact ones is brittle
@@ -36,22 +33,17 @@ EDGE_WEIGHT = 2.0  # weight on the error of the frames' spatial gradients: sharp
 
 
 class _Encoded:
-    """A clip as the decoder trains on it: its frames, picture, mouths and latents, and with a
-    student, the student's sample of those latents from the clip's picture and speech."""
+    """A clip as the decoder trains on it: its frames, picture, mouths and latents."""
 
-    def __init__(self, clip: Clip, vae: WanVAE, preset: Preset, student: Speaker | None):
+    def __init__(self, clip: Clip, vae: WanVAE):
         self.video = (clip.video * 255).round().to(torch.uint8)  # [T, H, W, 3]
         self.picture = (clip.reference * 255).round().to(torch.uint8)  # [H, W, 3]
         self.mouths = clip.mouths
-        latent = encode_clip(vae, clip, preset)
-        self.latents = latent.latents  # [z, F, h, w]
-        self.still = StillPicture(self.picture[None], latent.still[None])
-        self.sampled = None
-        if student is not None:
-            geometry = FrameGeometry.of_preset(preset)
-            with torch.no_grad():
-                inputs = dit_inputs([latent], student.encoder, geometry, preset)
-            self.sampled = student_steps(student.dit, inputs, preset.stream.denoise_times)[-1][0]
+        with torch.no_grad():
+            pixels = from_uint8_frames(self.video).transpose(0, 1)[None]  # [1, 3, T, H, W]
+            self.latents = vae.encode_video(pixels)[0]  # [z, F, h, w]
+        still = encode_still(vae, self.picture[None])[:, :, -1]  # [1, z, h, w]
+        self.still = StillPicture(self.picture[None], still)
 
 
 def decoder_loss(
@@ -90,14 +82,9 @@ def train_decoder(
     seed: int = 0,
     pool_size: int = 96,
     init_from: Path | str | None = None,
-    student: Speaker | None = None,
-    student_share: float = 0.5,
 ) -> ReferenceDecoder:
     """Train (or resume) the reference decoder on clips encoded by `vae` (kept as it is);
-    init_from starts from another run's decoder or an exported model's. With a student, a
-    `student_share` of the samples are the student's 2-step sample of the clip's latents (the
-    latents the decoder is given when it streams) instead of the clip's own, jittered: the
-    decoder learns to draw the clip's frames from what the student makes of them."""
+    init_from starts from another run's decoder or an exported model's."""
     torch.manual_seed(seed)
     geometry = FrameGeometry.of_preset(preset)
     vae = vae.eval().requires_grad_(False)
@@ -113,32 +100,30 @@ def train_decoder(
         total=steps,
         desc="decoder",
     )
-    clip_latents = CLIP_LATENTS if student is None else STUDENT_CLIP_LATENTS
     pool = ClipPool(
         seed,
         geometry=geometry,
         size=preset.stream.height,
-        latent_frames=clip_latents,
+        latent_frames=CLIP_LATENTS,
         capacity=pool_size,
         refresh_every=4,
-        transform=lambda clip: _Encoded(clip, vae, preset, student),
+        transform=lambda clip: _Encoded(clip, vae),
     )
     rng = np.random.default_rng(seed + 1)
     temporal = preset.vae.stride[0]
 
     def step(i: int) -> dict[str, float]:
         set_lr(opt, cosine_lr(i, steps, peak=lr))
-        start = int(rng.integers(0, clip_latents - WINDOW_LATENTS + 1))
+        start = int(rng.integers(0, CLIP_LATENTS - WINDOW_LATENTS + 1))
         losses = []
         for clip in pool.sample(batch):
-            sampled = clip.sampled is not None and rng.random() < student_share
-            latents = clip.sampled if sampled else clip.latents
-            z = latents[None, :, start : start + WINDOW_LATENTS]
-            if not sampled:
-                z = z + float(rng.uniform(0, LATENT_NOISE)) * torch.randn_like(z)
+            z = clip.latents[None, :, start : start + WINDOW_LATENTS]
+            z = z + float(rng.uniform(0, LATENT_NOISE)) * torch.randn_like(z)
             state = decoder.start(clip.still)
             if start:  # as if the stream had decoded the frames before the window
-                state = replace(state, previous=latents[None, :, start - 1], latent_frames=start)
+                state = replace(
+                    state, previous=clip.latents[None, :, start - 1], latent_frames=start
+                )
             frames, _ = decoder.decode(z, state, clamp=False)
             first = 0 if start == 0 else 1 + temporal * (start - 1)
             shown = clip.video[first : first + frames.shape[2]]

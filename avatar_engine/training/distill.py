@@ -124,19 +124,6 @@ def student_data(student, inputs: DiTInputs, x: torch.Tensor, t: float) -> torch
     return x + (1 - t) * velocity(student, inputs, x, tt, window=ClipWindow.SPARSE_CAUSAL)
 
 
-@torch.no_grad()
-def student_steps(dit, inputs: DiTInputs, times) -> list[torch.Tensor]:
-    """The student's sample of the clips from pure noise, as it streams: its data prediction
-    at each flow time of `times` in turn, each renoised to the next time; the last is the
-    sample."""
-    x, steps = torch.randn_like(inputs.x1), []
-    for t in times:
-        if steps:
-            x = interpolate(steps[-1], torch.randn_like(x), t)
-        steps.append(student_data(dit, inputs, x, t))
-    return steps
-
-
 def dmd_loss(teacher, fake, inputs: DiTInputs, sample: torch.Tensor) -> torch.Tensor:
     """Distribution matching: move the sample along the difference of the two scores."""
     with torch.no_grad():
