@@ -11,7 +11,8 @@ mouth's timing is lost", on held-out training clips (the dev side; never the tes
   opening's spread, as `avatar eval` measures them, of the clips' frames, of their latents
   drawn by each decoder, and of the student's 2-step sample drawn by each decoder;
 - latents: per student, how its sample's mouth cells change over time against the clip's
-  (correlation, and its motion over the clip's), for its 2-step sample and its first step;
+  (correlation, and its motion over the clip's), for its 2-step sample and its first step,
+  and the correlation by the speaker's portrait (drawn, LFW, the held-out photo);
 - ceiling: the same for a clip animated twice from the same speech and picture, the motion's
   own randomness drawn anew: how much of the mouth the speech and the picture determine;
 - probe: whether the student's speech encoder hears the timing: a ridge fit from each latent
@@ -100,6 +101,7 @@ def _following(sample: torch.Tensor, clip: torch.Tensor, cells: torch.Tensor) ->
 def latents(args) -> None:
     vae, clips = _vae(args.vae), _clips(args.clips)
     encoded = [encode_clip(vae, c, PRESET) for c in clips]
+    speakers = np.array([clip.sources[clip.speaker] for clip in clips])
     for run in args.student:
         student, rows = _student(run), []
         for i, (clip, latent) in enumerate(zip(clips, encoded, strict=True)):
@@ -113,6 +115,9 @@ def latents(args) -> None:
         print(f"{run}: correlation {r[:, 0].mean():.2f} ({r[:, 0].min():.2f}-{r[:, 0].max():.2f}),"
               f" motion {r[:, 1].mean():.2f}; first step {r[:, 2].mean():.2f},"
               f" motion {r[:, 3].mean():.2f}")  # fmt: skip
+        print("  by portrait: " + ", ".join(
+            f"{source} {r[speakers == source, 0].mean():.2f} ({(speakers == source).sum()})"
+            for source in sorted(set(speakers))))  # fmt: skip
 
 
 def ceiling(args) -> None:

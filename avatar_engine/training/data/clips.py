@@ -43,6 +43,7 @@ class Clip:
     speaking_latents: torch.Tensor  # [K, F] bool, per character and latent frame
     face_boxes: tuple[tuple[float, float, float, float], ...]  # per character
     mouths: tuple[tuple[float, float, float], ...]  # per character: centre x, y, half width
+    sources: tuple[str, ...]  # per character: its portrait's ("drawn", "lfw", a photo's name)
     kind: str
 
 
@@ -138,5 +139,6 @@ def make_clip(
         speaking_latents=flags,
         face_boxes=tuple(p.face_box for p in people),
         mouths=tuple(p.mouth for p in people),
+        sources=tuple(p.source for p in people),
         kind=kind,
     )

@@ -57,6 +57,13 @@ def test_clips_are_deterministic_and_varied():
     assert not torch.equal(a.video, c.video)
     frames = 1 + 4 * 8
     assert a.video.shape == (frames, 64, 64, 3) and a.video.min() >= 0 and a.video.max() <= 1
+    known = {"drawn", "lfw", *TRAIN_PHOTOS}
+    sources = [s for i in range(12) for s in clip(i).sources]
+    assert set(sources) <= known and len(set(sources)) >= 3
+    assert len(clip(2, "pair").sources) == 2
+    held_out = make_clip(3, 0, geometry=GEOMETRY, size=64, latent_frames=9, held_out=True,
+                         kind="speaking")  # fmt: skip
+    assert held_out.sources[0] in {"drawn", "lfw", HELD_OUT_PHOTO}
 
 
 def test_speaking_flags_follow_chunks_and_pairs_have_one_speaker():
