@@ -31,6 +31,7 @@ import torch
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.config import Preset
 from avatar_engine.embedded import EMBEDDED_PRESET
+from avatar_engine.framing import as_uint8
 from avatar_engine.sampling import interpolate
 from avatar_engine.training.batch import dit_inputs, encode_clip, mouth_cells
 from avatar_engine.training.data.clips import clip_audio_frames, make_clip
@@ -134,7 +135,7 @@ def ceiling(args) -> None:
         twice = []
         for k in range(2):
             track = speech_track(audio, rate, fps, VIDEO_FRAMES, np.random.default_rng([5, s, k]))
-            video = (animate(person.image, [person], [track]) * 255).round().to(torch.uint8)
+            video = as_uint8(animate(person.image, [person], [track]))
             with torch.no_grad():
                 twice.append(vae.encode_video(from_uint8_frames(video).transpose(0, 1)[None])[0])
         cells = mouth_cells([person.mouth], SIZE, twice[0].shape[-2:]) > 0
@@ -188,8 +189,8 @@ def decoded(args) -> None:
         latent = encode_clip(vae, clip, PRESET)
         torch.manual_seed(i)
         sample, _ = _sample(student, latent)
-        picture = (clip.reference * 255).round().to(torch.uint8)
-        videos = {"the clip's frames": (clip.video * 255).round().to(torch.uint8)}
+        picture = as_uint8(clip.reference)
+        videos = {"the clip's frames": as_uint8(clip.video)}
         for name, decoder in decoders.items():
             with torch.no_grad():
                 state = decoder.start(StillPicture(picture[None], latent.still[None]))
