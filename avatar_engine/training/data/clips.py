@@ -11,11 +11,9 @@ import torch
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.framing import Portrait
 from avatar_engine.training.data.motion import (
-    SILENT_SAMPLE,
     MotionTrack,
     animate,
     listening_track,
-    rest_opening,
     speech_track,
 )
 from avatar_engine.training.data.portraits import background, random_portrait
@@ -39,8 +37,7 @@ class Clip:
     """One training example."""
 
     video: torch.Tensor  # [T, H, W, 3] float in [0, 1]
-    reference: torch.Tensor  # [H, W, 3] the still picture the video starts from: the portraits
-    # with each mouth at its rest (closed or parted)
+    reference: torch.Tensor  # [H, W, 3] the still picture the video starts from
     audio: torch.Tensor  # [S] 16 kHz speech of the speaker, sample 0 = frame 0 (with look-ahead)
     speaker: int | None  # who speaks (None: nobody)
     speaking_latents: torch.Tensor  # [K, F] bool, per character and latent frame
@@ -122,26 +119,21 @@ def make_clip(
         start = int(rng.integers(0, max(1, len(audio) // 3)))
         speech = speech[: len(audio) - start]
         audio[start : start + len(speech)] = speech
-    # The rests from a generator of their own: every other draw stays what it was before
-    # mouths rested parted.
-    rest_rng = np.random.default_rng([seed, index, int(held_out), 1])
-    rests = [rest_opening(rest_rng) for _ in people]
     tracks: list[MotionTrack] = []
     for k in range(len(people)):
         if k == speaker:
-            tracks.append(speech_track(audio, rate, fps, frames, rng, rest=rests[k]))
+            tracks.append(speech_track(audio, rate, fps, frames, rng))
         else:
-            tracks.append(listening_track(frames, fps, rng, rest=rests[k]))
+            tracks.append(listening_track(frames, fps, rng))
     video = animate(picture, people, tracks)
-    reference = animate(picture, people, [t.at_rest() for t in tracks])[0]
     flags = torch.zeros(len(people), latent_frames, dtype=torch.bool)
     if speaker is not None:
         per_frame = audio[: frames * geometry.samples_per_frame].reshape(frames, -1)
-        active = np.abs(per_frame).max(1) > SILENT_SAMPLE
+        active = np.abs(per_frame).max(1) > 1e-4
         flags[speaker] = _chunk_flags(active, geometry, latent_frames)
     return Clip(
         video=video,
-        reference=reference,
+        reference=picture,
         audio=torch.from_numpy(audio),
         speaker=speaker,
         speaking_latents=flags,

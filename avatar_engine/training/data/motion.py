@@ -1,9 +1,6 @@
 """Motion driven by speech: the jaw and lips open with the speech envelope, the lips round with
 its spectral shape, and the mouth's inside shows between them (mouth.py); blinks and a slight
-head sway run all the time, so a listener moves too. A character's mouth at rest is closed or
-parted (a smile, a half-open mouth, as photographs often show one): it rests so before and
-after its words and while it listens, and the speech moves it from closed to wide open
-whatever its rest, so a model learns to close a picture's open mouth as well as to open it."""
+head sway run all the time, so a listener moves too."""
 
 from __future__ import annotations
 
@@ -22,9 +19,6 @@ ROUNDING_SQUEEZE = 0.45  # a fully rounded mouth is drawn from this much wider a
 SWAY_PX = 0.35  # amplitude of the head sway, pixels
 ENVELOPE_RANGE_DB = 15.0  # opening goes 0 -> 1 over this many dB below the utterance's peak: a
 # narrow range closes the mouth between syllables, as speech does (30 dB held it half open)
-SILENT_SAMPLE = 1e-4  # a video frame whose samples all stay below this holds no speech
-PARTED_SHARE = 0.5  # of the characters, how many rest with their lips parted
-PARTED_OPENING = (0.15, 0.6)  # how far a parted mouth at rest is open (of a full opening)
 
 
 @dataclass(frozen=True)
@@ -36,27 +30,14 @@ class MotionTrack:
     blink: np.ndarray  # [T] eyelid closure in [0, 1]
     sway: np.ndarray  # [T, 2] head offset (x, y) in pixels
     look: MouthLook  # what the open mouth shows
-    rest: float = 0.0  # the opening the mouth holds when no words move it
 
     @property
     def frames(self) -> int:
         return len(self.opening)
 
-    def at_rest(self) -> MotionTrack:
-        """One still frame: the mouth at rest, eyes open, the head where the picture has it
-        (the picture the clip's video is conditioned on)."""
-        return MotionTrack(
-            np.array([self.rest]), np.zeros(1), np.zeros(1), np.zeros((1, 2)), self.look, self.rest
-        )
-
-
-def rest_opening(rng: np.random.Generator) -> float:
-    """A character's opening at rest: closed, or parted in PARTED_SHARE of them."""
-    return float(rng.uniform(*PARTED_OPENING)) if rng.random() < PARTED_SHARE else 0.0
-
 
 def _smooth(x: np.ndarray, attack: float, release: float) -> np.ndarray:
-    out, level = np.empty_like(x), float(x[0]) if len(x) else 0.0
+    out, level = np.empty_like(x), 0.0
     for i, v in enumerate(x):
         level += (attack if v > level else release) * (v - level)
         out[i] = level
@@ -81,16 +62,9 @@ def _ambient(frames: int, fps: int, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def speech_track(
-    wave: np.ndarray,
-    sample_rate: int,
-    fps: int,
-    frames: int,
-    rng: np.random.Generator,
-    *,
-    rest: float = 0.0,
+    wave: np.ndarray, sample_rate: int, fps: int, frames: int, rng: np.random.Generator
 ) -> MotionTrack:
-    """Motion of a speaking character: video frame v's opening follows the audio under it,
-    from its first word to its last; before and after them the mouth holds `rest`."""
+    """Motion of a speaking character: video frame v's opening follows the audio under it."""
     hop = sample_rate // fps
     padded = np.pad(wave, (0, max(0, frames * hop - len(wave))))[: frames * hop]
     per_frame = padded.reshape(frames, hop)
@@ -101,9 +75,6 @@ def speech_track(
     freqs = np.fft.rfftfreq(hop, 1 / sample_rate)
     centroid = (spectrum * freqs).sum(1) / (spectrum.sum(1) + 1e-9)
     rounding = np.clip(1.0 - (centroid - 500.0) / 2500.0, 0, 1) * (opening > 0.05)
-    words = np.flatnonzero(np.abs(per_frame).max(1) > SILENT_SAMPLE)
-    if len(words):
-        opening[: words[0]], opening[words[-1] + 1 :] = rest, rest
     blink, sway = _ambient(frames, fps, rng)
     return MotionTrack(
         _smooth(opening, 0.8, 0.5),
@@ -111,18 +82,13 @@ def speech_track(
         blink,
         sway,
         MouthLook.random(rng),
-        rest,
     )
 
 
-def listening_track(
-    frames: int, fps: int, rng: np.random.Generator, *, rest: float = 0.0
-) -> MotionTrack:
-    """A listener: the mouth held at `rest`, blinking and swaying."""
+def listening_track(frames: int, fps: int, rng: np.random.Generator) -> MotionTrack:
+    """A listener: mouth closed, blinking and swaying."""
     blink, sway = _ambient(frames, fps, rng)
-    return MotionTrack(
-        np.full(frames, rest), np.zeros(frames), blink, sway, MouthLook.random(rng), rest
-    )
+    return MotionTrack(np.zeros(frames), np.zeros(frames), blink, sway, MouthLook.random(rng))
 
 
 def mouth_region(mouth: tuple[float, float, float], size: int) -> tuple[slice, slice]:

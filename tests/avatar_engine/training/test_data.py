@@ -11,12 +11,6 @@ from avatar_engine.audio.feature_stream import extract_features
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.framing import photo_portrait
 from avatar_engine.training.data.clips import KIND_WEIGHTS, kind_weights, make_clip
-from avatar_engine.training.data.motion import (
-    PARTED_OPENING,
-    listening_track,
-    rest_opening,
-    speech_track,
-)
 from avatar_engine.training.data.portraits import (
     HELD_OUT_PHOTO,
     TRAIN_PHOTOS,
@@ -98,38 +92,6 @@ def test_the_mouth_moves_with_speech_and_rests_in_silence():
     env = metrics.envelope(talk.audio.numpy(), len(speaking), GEOMETRY.samples_per_frame)
     assert metrics.lagged_sync(speaking, env, np.ones(len(env), bool))[0] > 0.6
     assert metrics.spread(opening(quiet)) < 0.25 * metrics.spread(speaking)
-
-
-def test_a_parted_mouth_rests_parted_and_the_words_close_it():
-    """A mouth at rest parted stays so before and after the words and while listening, and
-    the picture the clip is conditioned on shows it so; the words move it from closed to open."""
-    rate, fps, frames = 16000, 25, 50
-    hop = rate // fps
-    loud = np.repeat(np.random.default_rng(0).uniform(0, 0.3, 20), hop)
-    wave = np.zeros(frames * hop, np.float32)
-    wave[15 * hop : 35 * hop] = np.sin(np.arange(20 * hop) * 0.3) * loud * (loud > 0.05)
-    track = speech_track(wave, rate, fps, frames, np.random.default_rng(1), rest=0.4)
-    assert np.allclose(track.opening[:15], 0.4) and np.allclose(track.opening[40:], 0.4, atol=1e-3)
-    assert track.opening[15:35].min() < 0.1 and track.rounding[:15].max() == 0
-    assert np.allclose(listening_track(frames, fps, np.random.default_rng(2), rest=0.4).opening,
-                       0.4)  # fmt: skip
-    still = track.at_rest()
-    assert still.frames == 1 and still.opening[0] == 0.4 and still.look == track.look
-    rests = np.array([rest_opening(np.random.default_rng(i)) for i in range(200)])
-    assert 0.3 < (rests > 0).mean() < 0.7 and rests.max() <= PARTED_OPENING[1]
-
-    def opening(frames: torch.Tensor, box) -> np.ndarray:
-        u8 = (frames * 255).round().to(torch.uint8).numpy()
-        return metrics.lip_opening(faces.track_face(u8, box).landmarks)
-
-    index = next(i for i in range(50)
-                 if rest_opening(np.random.default_rng([3, i, 0, 1])) > 0.4
-                 and clip(i, "silence", size=16).sources[0] == "drawn")  # fmt: skip
-    quiet = clip(index, "silence", size=128)
-    seen = opening(torch.cat([quiet.reference[None], quiet.video]), quiet.face_boxes[0])
-    assert seen[0] > 0.1  # the picture's lips parted
-    # and held so while listening (the analyser's own jitter on a 128-pixel face is ±0.07)
-    assert abs(seen[1:].mean() - seen[0]) < 0.05 and metrics.spread(seen[1:]) < 0.05
 
 
 def test_the_held_out_photo_has_a_detected_face():
