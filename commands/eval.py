@@ -23,23 +23,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = EmbeddedModel(Path(args.model)).check()
-    spec = model.spec()
-    preset, encoder = spec.preset, model.encoder()
+    model_program = ModelProgram.of_model(EmbeddedModel(Path(args.model)).check())
+    preset, encoder = model_program.preset, model_program.encoder
     geometry = FrameGeometry.of_preset(preset)
     print(f"pool {args.pool}: preparing the references and the voices")
     evaluation = Evaluation(
         POOLS[args.pool], preset.stream.output_height, preset.stream.fps, geometry.samples_per_frame
     )
-    programs: list[Program] = [
-        ModelProgram(
-            spec.build_dit("cpu"),
-            encoder,
-            spec.build_vae("cpu"),
-            preset,
-            spec.build_reference_decoder("cpu"),
-        )
-    ]
+    programs: list[Program] = [model_program]
     programs += [Baseline(kind, encoder, preset) for kind in BASELINES]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from avatar_engine.training.data.motion import MotionTrack, animate
 from avatar_engine.training.data.mouth import MouthLook
 from avatar_engine.training.judge.evaluate import Evaluation, Figures
 from avatar_engine.training.judge.pools import DEV, Drawn, Photo, Pool
+from avatar_engine.training.judge.programs import ModelProgram
 
 PARTED_LOOK = MouthLook(teeth=0.7, tongue=0.3)
 
@@ -49,17 +50,10 @@ class Parted:
 
 
 def judge(model_dir: Path, pool: Pool) -> Figures:
-    from avatar_engine.training.judge.programs import ModelProgram
-
-    model = EmbeddedModel(model_dir).check()
-    spec = model.spec()
-    preset = spec.preset
-    geometry = FrameGeometry.of_preset(preset)
-    evaluation = Evaluation(
-        pool, preset.stream.output_height, preset.stream.fps, geometry.samples_per_frame
-    )
-    program = ModelProgram(spec.build_dit("cpu"), model.encoder(), spec.build_vae("cpu"), preset,
-                           spec.build_reference_decoder("cpu"))  # fmt: skip
+    program = ModelProgram.of_model(EmbeddedModel(model_dir).check())
+    preset = program.preset
+    samples_per_frame = FrameGeometry.of_preset(preset).samples_per_frame
+    evaluation = Evaluation(pool, preset.stream.output_height, preset.stream.fps, samples_per_frame)
     figures = Figures("model")
     evaluation.speaking_clips(program, figures, progress=True)
     evaluation.silence(program, figures, progress=True)

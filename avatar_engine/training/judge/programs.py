@@ -15,6 +15,7 @@ from avatar_engine.audio.encoder import SpeechEncoder
 from avatar_engine.audio.geometry import FrameGeometry
 from avatar_engine.audio.turns import Turn, TurnPlan, plan_turns
 from avatar_engine.config import Preset
+from avatar_engine.embedded import EmbeddedModel
 from avatar_engine.framing import Portrait, as_uint8
 from avatar_engine.model.dit import WanDiT
 from avatar_engine.scene import scene_from_image
@@ -125,6 +126,14 @@ class ModelProgram(Program):
         super().__init__(encoder, preset)
         self.dit, self.vae, self.reference_decoder = dit, vae, reference_decoder
         self._session: StreamSession | None = None
+
+    @classmethod
+    def of_model(cls, model: EmbeddedModel, device: str = "cpu") -> ModelProgram:
+        """An exported model (its DiT, speech encoder, VAE and reference decoder) as the
+        program the evaluation judges."""
+        spec = model.spec()
+        return cls(spec.build_dit(device), model.encoder(), spec.build_vae(device), spec.preset,
+                   spec.build_reference_decoder(device))  # fmt: skip
 
     def render(self, people, picture, turns, chunks, **kwargs) -> Rendered:
         scene = scene_from_image(
